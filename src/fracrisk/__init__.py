@@ -1,0 +1,13 @@
+"""fracrisk: survival-based fracture-risk modelling.
+
+Data flow: cohort -> images -> encoders -> fusion -> heads -> survival curves -> metrics
+and report. See ``docs/architecture.md``.
+"""
+
+from fracrisk.data import Cohort
+from fracrisk.losses import cox_partial_likelihood
+from fracrisk.models import CoxPH, DeepSurv, load_model
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["Cohort", "CoxPH", "DeepSurv", "__version__", "cox_partial_likelihood", "load_model"]

@@ -1,0 +1,25 @@
+"""Cohort tables: schema, validation at the boundary, reading and writing, and splits."""
+
+from fracrisk.data.cohort import Cohort, MissingReport, as_cohort, read_table
+from fracrisk.data.schema import (
+    BINARY_RISK_FACTORS,
+    CANONICAL_CLINICAL,
+    COLUMN_SPECS,
+    EVENT_CODES,
+    ColumnSpec,
+)
+from fracrisk.data.splits import SPLIT_METHODS, split_cohort
+
+__all__ = [
+    "BINARY_RISK_FACTORS",
+    "CANONICAL_CLINICAL",
+    "COLUMN_SPECS",
+    "EVENT_CODES",
+    "SPLIT_METHODS",
+    "Cohort",
+    "ColumnSpec",
+    "MissingReport",
+    "as_cohort",
+    "read_table",
+    "split_cohort",
+]

@@ -1,0 +1,330 @@
+"""The :class:`Cohort`: one row per patient, plus the role of each column."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fracrisk._io import atomic_path
+from fracrisk.data.schema import BINARY_RISK_FACTORS, CANONICAL_CLINICAL, COLUMN_SPECS
+from fracrisk.data.validation import find_problems, missing_mask, problem_at
+from fracrisk.exceptions import CohortValidationError, DataWarning, ValidationProblem
+
+__all__ = ["Cohort", "MissingReport", "as_cohort", "read_table"]
+
+_MISSING_POLICIES = ("error", "drop", "impute")
+_ROLES_KEY = b"fracrisk.cohort"
+
+
+@dataclass(frozen=True)
+class MissingReport:
+    """What the ``missing=`` policy did.
+
+    Attributes
+    ----------
+    policy : str
+        ``"error"``, ``"drop"`` or ``"impute"``.
+    n_rows_in, n_rows_out : int
+        Rows before and after the policy.
+    missing_by_column : dict
+        Number of missing values per column, before the policy.
+    dropped_rows : tuple
+        Index labels of the rows dropped (``"drop"`` only).
+    """
+
+    policy: str
+    n_rows_in: int
+    n_rows_out: int
+    missing_by_column: dict[str, int] = field(default_factory=dict)
+    dropped_rows: tuple = ()
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k}: {v}" for k, v in self.missing_by_column.items()) or "none"
+        action = {"error": "none allowed", "drop": f"dropped {len(self.dropped_rows)} row(s)",
+                  "impute": "kept; imputed by each model from its training data"}[self.policy]
+        return (f"missing={self.policy!r}: {self.n_rows_in} rows in, {self.n_rows_out} out; "
+                f"missing values by column: {counts}; {action}")
+
+
+class Cohort:
+    """A cohort table: one row per patient, with the role of each column.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per patient. Must hold the outcome columns; the canonical clinical columns
+        (``fracrisk.data.CANONICAL_CLINICAL``: FRAX's inputs) are validated whenever present.
+    time_col : str, default "time"
+        Follow-up time in **years** from baseline to the first event or censoring (> 0).
+    event_col : str, default "event"
+        0 censored, 1 fracture, 2 death (a competing event). Plain 0/1 is allowed.
+    id_col : str or None, default "patient_id"
+        Patient identifier, unique. ``None`` if the table has none; a column of that name
+        is used only if present when left at its default.
+    image_cols : sequence of str, default ()
+        Columns holding image file paths (CT volumes, radiographs).
+    covariates : sequence of str, default ()
+        Extra covariates beyond the canonical clinical columns that models may use.
+    missing : {"error", "drop", "impute"}, default "error"
+        What to do with missing values in the outcome, id, covariate and image columns.
+        ``"error"`` rejects them (listing every row); ``"drop"`` removes the rows and warns
+        with the counts; ``"impute"`` keeps missing covariates so that each model imputes
+        them from its *training* data (median for numbers, most frequent value for flags
+        and categories); a missing outcome or id is still an error. The counts are in
+        :attr:`missing_report`.
+    truth : pandas.DataFrame, optional
+        Simulated ground truth aligned row for row with ``df`` (never used as covariates).
+    source : str, optional
+        Where the table came from, quoted in error messages.
+
+    Raises
+    ------
+    CohortValidationError
+        Listing every problem with its column, rows, reason and values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"time": [1.5, 3.0], "event": [1, 0], "age": [71, 64]})
+    >>> cohort = Cohort(df)
+    >>> cohort.n_events
+    1
+    >>> Cohort(pd.DataFrame({"time": [-1.0], "event": [1]}))
+    Traceback (most recent call last):
+    ...
+    fracrisk.exceptions.CohortValidationError: 1 problem(s) found:
+      - column 'time', row [0]: follow-up time must be > 0 years; got -1.0
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        *,
+        time_col: str = "time",
+        event_col: str = "event",
+        id_col: str | None = "patient_id",
+        image_cols: Sequence[str] = (),
+        covariates: Sequence[str] = (),
+        missing: str = "error",
+        truth: pd.DataFrame | None = None,
+        source: str | None = None,
+    ) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+        if missing not in _MISSING_POLICIES:
+            raise ValueError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
+        if id_col == "patient_id" and id_col not in df.columns:
+            id_col = None
+        self.time_col, self.event_col, self.id_col = time_col, event_col, id_col
+        self.image_cols = tuple(image_cols)
+        self.covariates = tuple(covariates)
+        self.source = source
+        if truth is not None and len(truth) != len(df):
+            raise ValueError(f"truth has {len(truth)} rows but df has {len(df)}")
+
+        role_cols = [c for c in self._role_columns() if c in df.columns]
+        missing_counts = {c: int(n) for c in role_cols if (n := missing_mask(df[c]).sum())}
+        allow = role_cols if missing in ("drop", "impute") else []
+        problems = find_problems(df, time_col=time_col, event_col=event_col, id_col=id_col,
+                                 covariates=self.covariates, image_cols=self.image_cols,
+                                 allow_missing=allow)
+        if missing == "impute":
+            # The outcome, the id and image paths cannot be imputed.
+            for column in (time_col, event_col, id_col, *self.image_cols):
+                if column and column in df.columns and missing_mask(df[column]).any():
+                    problems.append(problem_at(df, column, missing_mask(df[column]),
+                                               "missing value cannot be imputed", id_col,
+                                               show_values=False))
+        if problems:
+            raise CohortValidationError(problems, source)
+
+        df = df.copy()
+        dropped: tuple = ()
+        if missing == "drop" and missing_counts:
+            rows_missing = df[list(missing_counts)].isna().any(axis=1).to_numpy()
+            dropped = tuple(df.index[rows_missing].tolist())
+            df = df.loc[~rows_missing]
+            if truth is not None:
+                truth = truth.loc[~rows_missing]
+            if len(df) == 0:
+                raise CohortValidationError([ValidationProblem(
+                    "<table>", dropped, "every row has a missing value; nothing is left")], source)
+        self.missing_report = MissingReport(missing, len(df) + len(dropped), len(df),
+                                            missing_counts, dropped)
+        if missing != "error" and missing_counts:
+            warnings.warn(str(self.missing_report), DataWarning, stacklevel=2)
+        self.df = _normalise_dtypes(df, time_col, event_col)
+        self.truth = truth.reset_index(drop=True).set_axis(self.df.index) if truth is not None \
+            else None
+
+    # ------------------------------------------------------------------ roles
+    def _role_columns(self) -> list[str]:
+        cols = [self.time_col, self.event_col, *([self.id_col] if self.id_col else []),
+                *CANONICAL_CLINICAL, *self.covariates, *self.image_cols]
+        return list(dict.fromkeys(cols))
+
+    @property
+    def clinical_columns(self) -> list[str]:
+        """Canonical clinical columns present in the table, in canonical order."""
+        return [c for c in CANONICAL_CLINICAL if c in self.df.columns]
+
+    @property
+    def default_covariates(self) -> list[str]:
+        """Covariates a model uses when none are named: the clinical columns plus extras."""
+        return list(dict.fromkeys([*self.clinical_columns, *self.covariates]))
+
+    @property
+    def time(self) -> np.ndarray:
+        """Follow-up time in years, float64, shape (n_patients,)."""
+        return self.df[self.time_col].to_numpy(dtype=np.float64)
+
+    @property
+    def event(self) -> np.ndarray:
+        """Event code (0 censored, 1 fracture, 2 competing death), int64, shape (n_patients,)."""
+        return self.df[self.event_col].to_numpy(dtype=np.int64)
+
+    @property
+    def ids(self) -> pd.Index:
+        """Patient ids if the table has an id column, else the row labels."""
+        return pd.Index(self.df[self.id_col], name=self.id_col) if self.id_col else self.df.index
+
+    @property
+    def n_events(self) -> int:
+        """Number of fractures (event code 1)."""
+        return int((self.event == 1).sum())
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __repr__(self) -> str:
+        counts = np.bincount(self.event, minlength=3)
+        return (f"Cohort(n={len(self)}, fractures={counts[1]}, deaths={counts[2]}, "
+                f"censored={counts[0]}, median follow-up={np.median(self.time):.2f} y, "
+                f"covariates={self.default_covariates})")
+
+    def _with_rows(self, index: pd.Index) -> Cohort:
+        """A new cohort restricted to the rows ``index`` (labels), sharing the roles."""
+        new = object.__new__(Cohort)
+        new.__dict__.update(self.__dict__)
+        new.df = self.df.loc[index]
+        new.truth = self.truth.loc[index] if self.truth is not None else None
+        return new
+
+    def roles(self) -> dict:
+        """Column roles as a JSON-serialisable dict (used by :meth:`save`)."""
+        return {"time_col": self.time_col, "event_col": self.event_col, "id_col": self.id_col,
+                "image_cols": list(self.image_cols), "covariates": list(self.covariates)}
+
+    # ------------------------------------------------------------------ splits
+    def split(self, test_size: float = 0.2, *, method: str = "stratified",
+              by: str | None = None, seed: int = 0) -> tuple[Cohort, Cohort]:
+        """Split into (train, test) cohorts; see :func:`fracrisk.data.split_cohort`."""
+        from fracrisk.data.splits import split_cohort
+        return split_cohort(self, test_size, method=method, by=by, seed=seed)
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the table to CSV or Parquet (by extension), atomically, with its roles.
+
+        Parquet keeps the roles in the file's metadata; CSV gets a sidecar
+        ``<name>.cohort.json`` with the roles and column dtypes, so :meth:`read`
+        round-trips exactly. ``truth`` (if any) is written beside as ``<stem>.truth<ext>``.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+        meta = {"roles": self.roles(), "dtypes": {c: str(t) for c, t in self.df.dtypes.items()},
+                "index": list(self.df.index.names)}
+        _write_table(self.df, path, meta)
+        if self.truth is not None:
+            _write_table(self.truth, path.with_name(f"{path.stem}.truth{path.suffix}"), None)
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str], **kwargs) -> Cohort:
+        """Read a cohort from CSV or Parquet; roles come from the file, then from ``kwargs``."""
+        path = Path(path)
+        df, meta = read_table(path)
+        roles = dict(meta.get("roles", {})) if meta else {}
+        roles.update(kwargs)
+        truth_path = path.with_name(f"{path.stem}.truth{path.suffix}")
+        if "truth" not in roles and truth_path.exists():
+            roles["truth"] = read_table(truth_path)[0]
+        return cls(df, source=str(path), **roles)
+
+
+def as_cohort(data: Cohort | pd.DataFrame, **kwargs) -> Cohort:
+    """Return ``data`` if it is a :class:`Cohort`, else validate the DataFrame into one."""
+    if isinstance(data, Cohort):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return Cohort(data, **kwargs)
+    raise TypeError(f"expected a fracrisk Cohort or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _normalise_dtypes(df: pd.DataFrame, time_col: str, event_col: str) -> pd.DataFrame:
+    """Give validated columns stable dtypes so that save/load round-trips exactly."""
+    df[time_col] = df[time_col].astype(np.float64)
+    if not df[event_col].isna().any():
+        df[event_col] = df[event_col].astype(np.int64)
+    for name in BINARY_RISK_FACTORS:
+        if name in df.columns and not df[name].isna().any():
+            df[name] = df[name].astype(np.int64)
+    for name, spec in COLUMN_SPECS.items():
+        if name in df.columns and spec.kind == "numeric":
+            df[name] = df[name].astype(np.float64)
+    return df
+
+
+def _write_table(df: pd.DataFrame, path: Path, meta: dict | None) -> None:
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pa.Table.from_pandas(df, preserve_index=True)
+            if meta is not None:
+                table = table.replace_schema_metadata(
+                    {**(table.schema.metadata or {}), _ROLES_KEY: json.dumps(meta).encode()})
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
+            df.to_csv(tmp, index=True)
+        else:
+            raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")
+    if suffix == ".csv" and meta is not None:
+        from fracrisk._io import atomic_write_json
+        atomic_write_json(path.with_name(path.name + ".cohort.json"), meta)
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]:
+    """Read a CSV or Parquet table and the fracrisk metadata stored with it (or None)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such table: {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(_ROLES_KEY)
+        return table.to_pandas(), (json.loads(raw) if raw else None)
+    if suffix == ".csv":
+        sidecar = path.with_name(path.name + ".cohort.json")
+        if not sidecar.exists():
+            return pd.read_csv(path), None
+        meta = json.loads(sidecar.read_text())
+        index_names = meta.get("index", [None])
+        dtypes = meta.get("dtypes", {})
+        dates = [c for c, t in dtypes.items() if t.startswith("datetime64")]
+        plain = {c: t for c, t in dtypes.items() if c not in dates}
+        df = pd.read_csv(path, index_col=list(range(len(index_names))), dtype=plain,
+                         parse_dates=dates)
+        df.index.names = index_names
+        return df, meta
+    raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")

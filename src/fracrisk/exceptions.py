@@ -1,0 +1,84 @@
+"""Exceptions and warning categories raised by fracrisk.
+
+Every error raised on user input is a :class:`ValueError` (or a subclass), so that
+``except ValueError`` keeps working for callers that do not know fracrisk's classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CohortValidationError",
+    "DataWarning",
+    "FracriskWarning",
+    "NotFittedError",
+    "ValidationProblem",
+]
+
+
+class FracriskWarning(UserWarning):
+    """Base class of every warning fracrisk emits."""
+
+
+class DataWarning(FracriskWarning):
+    """Something in the data was changed or is suspicious (rows dropped, values imputed, ...)."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+@dataclass(frozen=True)
+class ValidationProblem:
+    """One problem found in a table: which column, which rows, and why.
+
+    Attributes
+    ----------
+    column : str
+        Name of the offending column.
+    rows : tuple
+        Index labels of the offending rows (all of them, not only the first few).
+    reason : str
+        What is wrong, in words, e.g. ``"time must be > 0 years"``.
+    values : tuple
+        The offending values, aligned with ``rows``.
+    ids : tuple or None
+        Patient ids of the offending rows, when the table has an id column.
+    """
+
+    column: str
+    rows: tuple[Any, ...]
+    reason: str
+    values: tuple[Any, ...] = ()
+    ids: tuple[Any, ...] | None = None
+
+    def describe(self, max_rows: int = 5) -> str:
+        """One line naming the column, the rows (and ids), the reason and the bad values."""
+        n = len(self.rows)
+        shown = ", ".join(repr(r) for r in self.rows[:max_rows])
+        more = f" and {n - max_rows} more" if n > max_rows else ""
+        text = f"column {self.column!r}, row{'s' if n != 1 else ''} [{shown}{more}]"
+        if self.ids is not None:
+            text += f" (patient_id {', '.join(repr(i) for i in self.ids[:max_rows])}{more})"
+        text += f": {self.reason}"
+        if self.values:
+            text += f"; got {', '.join(repr(v) for v in self.values[:max_rows])}{more}"
+        return text
+
+
+class CohortValidationError(ValueError):
+    """A cohort table failed validation; ``problems`` lists every problem found.
+
+    All problems are collected before raising, so one run reports everything that
+    needs fixing rather than the first problem only.
+    """
+
+    def __init__(self, problems: list[ValidationProblem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = [f"{len(self.problems)} problem(s) found{where}:"]
+        lines += [f"  - {p.describe()}" for p in self.problems]
+        super().__init__("\n".join(lines))

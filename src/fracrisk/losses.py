@@ -1,0 +1,277 @@
+r"""Survival losses as plain functions on tensors.
+
+Notation
+--------
+For patients :math:`i = 1..n`: follow-up time :math:`T_i` (years), event indicator
+:math:`\delta_i \in \{0, 1\}` and log hazard ratio :math:`\eta_i` (the network's output;
+higher means higher risk). The risk set at time :math:`t` is
+:math:`R(t) = \{j : T_j \ge t\}`. Distinct event times are :math:`t_1 < \dots < t_K`;
+:math:`D_k = \{i : T_i = t_k, \delta_i = 1\}` holds the :math:`d_k` events tied at :math:`t_k`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["cox_partial_likelihood"]
+
+_TIES = ("efron", "breslow")
+_REDUCTIONS = ("mean", "sum")
+
+
+def cox_partial_likelihood(
+    log_hazard: torch.Tensor,
+    time: torch.Tensor,
+    event: torch.Tensor,
+    *,
+    ties: str = "efron",
+    reduction: str = "mean",
+    strata: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Negative log partial likelihood of the Cox model, with exact risk sets.
+
+    Breslow's approximation for tied event times is
+
+    .. math::
+        -\log L_B = -\sum_{k=1}^{K} \Big[ \sum_{i \in D_k} \eta_i
+                     - d_k \log \sum_{j \in R(t_k)} e^{\eta_j} \Big]
+
+    and Efron's (the default, as in lifelines and torchsurv), which treats the tied
+    events as leaving the risk set one fraction at a time, is
+
+    .. math::
+        -\log L_E = -\sum_{k=1}^{K} \Big[ \sum_{i \in D_k} \eta_i
+                     - \sum_{l=0}^{d_k - 1} \log\Big( \sum_{j \in R(t_k)} e^{\eta_j}
+                     - \frac{l}{d_k} \sum_{i \in D_k} e^{\eta_i} \Big) \Big].
+
+    Both are exact in the risk sets: a patient censored at :math:`t_k` is still at risk at
+    :math:`t_k`. With ``strata``, the likelihood is the product over strata, each with its
+    own risk sets (a stratified Cox model: separate baseline hazards, shared coefficients).
+
+    Computation: one sort by time, a cumulative log-sum-exp for the risk-set sums
+    :math:`S_k` and segment sums over tie groups, so the cost is O(n log n) time and O(n)
+    memory; the gradient is analytic and O(n) after the sort. The Efron terms are
+    evaluated as :math:`\log S_k + \log(1 - \tfrac{l}{d_k} A_k / S_k)` (with :math:`A_k`
+    the tie-set sum), which never overflows. The loss is differentiable once (enough for
+    any optimiser); second derivatives for Newton's method come from :class:`RiskSetTerms`.
+
+    Parameters
+    ----------
+    log_hazard : torch.Tensor, shape = (n,) or (n, 1)
+        Log hazard ratio :math:`\eta_i`; higher means higher risk. Floating point.
+    time : torch.Tensor, shape = (n,)
+        Follow-up time :math:`T_i` in years (any unit works; only the order matters).
+    event : torch.Tensor, shape = (n,)
+        Event indicator :math:`\delta_i`: 1 (or True) for the event of interest, 0 for
+        censoring. For competing risks pass ``event == 1``: the cause-specific likelihood
+        treats a competing event as censoring.
+    ties : {"efron", "breslow"}, default "efron"
+        Handling of tied event times.
+    reduction : {"mean", "sum"}, default "mean"
+        ``"sum"`` returns :math:`-\log L`; ``"mean"`` divides it by the number of events.
+    strata : torch.Tensor, shape = (n,), optional
+        Integer stratum of each patient.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar of the dtype of ``log_hazard`` (float32 for float16 / bfloat16 input). A batch without any event returns a
+        zero that stays in the autograd graph (its gradient is zero, never NaN), so
+        mini-batch training does not stall or crash on such a batch. A batch of one
+        patient with an event also gives zero: its risk set holds only itself.
+
+    References
+    ----------
+    Cox DR (1972) Regression models and life-tables. JRSS B 34:187-220.
+    Efron B (1977) The efficiency of Cox's likelihood function for censored data. JASA 72:557-565.
+    Breslow NE (1974) Covariance analysis of censored survival data. Biometrics 30:89-99.
+
+    Examples
+    --------
+    >>> import torch
+    >>> eta = torch.tensor([0.5, -0.2, 0.1, 0.0], dtype=torch.float64)
+    >>> t = torch.tensor([1.0, 2.0, 2.0, 3.0], dtype=torch.float64)
+    >>> d = torch.tensor([1, 1, 1, 0])
+    >>> round(cox_partial_likelihood(eta, t, d, reduction="sum").item(), 6)
+    2.866945
+    >>> round(cox_partial_likelihood(eta, t, d, ties="breslow", reduction="sum").item(), 6)
+    3.265925
+    """
+    if ties not in _TIES:
+        raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    log_hazard, time, event = _check_inputs(log_hazard, time, event)
+    if log_hazard.dtype not in _SAFE_SPREAD:  # float16 / bfloat16 from mixed precision
+        log_hazard = log_hazard.float()
+
+    if strata is None:
+        total = _neg_log_likelihood(log_hazard, time, event, ties)
+    else:
+        strata = torch.as_tensor(strata, device=log_hazard.device)
+        if strata.shape != time.shape:
+            raise ValueError(f"strata must have shape {tuple(time.shape)}, "
+                             f"got {tuple(strata.shape)}")
+        # Strata are few in practice (sex, centre); one exact pass per stratum.
+        total = log_hazard.sum() * 0.0
+        for level in torch.unique(strata):
+            member = strata == level
+            total = total + _neg_log_likelihood(log_hazard[member], time[member],
+                                                event[member], ties)
+    if reduction == "mean":
+        total = total / event.sum().clamp_min(1).to(total.dtype)
+    return total
+
+
+def _check_inputs(log_hazard, time, event):
+    if not isinstance(log_hazard, torch.Tensor) or not log_hazard.is_floating_point():
+        raise TypeError("Input 'log_hazard' must be a floating-point torch.Tensor")
+    if log_hazard.dim() == 2 and log_hazard.shape[1] == 1:
+        log_hazard = log_hazard[:, 0]
+    if log_hazard.dim() != 1:
+        raise ValueError(f"Input 'log_hazard' must have shape (n,) or (n, 1), "
+                         f"got {tuple(log_hazard.shape)}")
+    time = torch.as_tensor(time, device=log_hazard.device)
+    event = torch.as_tensor(event, device=log_hazard.device)
+    n = log_hazard.shape[0]
+    if time.shape != (n,) or event.shape != (n,):
+        raise ValueError(f"Inputs 'time' {tuple(time.shape)} and 'event' {tuple(event.shape)} "
+                         f"must have shape ({n},) like 'log_hazard'")
+    if event.dtype != torch.bool:
+        if torch.any((event != 0) & (event != 1)):
+            raise ValueError("Input 'event' must hold only 0 and 1 (for competing risks pass "
+                             "event == 1)")
+        event = event != 0
+    return log_hazard, time, event
+
+
+# exp(v - max v) stays a normal float when the spread of v is below these limits.
+_SAFE_SPREAD = {torch.float32: 80.0, torch.float64: 700.0}
+
+
+def _log_cumsum_exp(v: torch.Tensor) -> torch.Tensor:
+    """Cumulative log-sum-exp; a shifted exp-cumsum-log when it cannot underflow (faster)."""
+    finite = v[torch.isfinite(v)]
+    if finite.numel() == 0:
+        return torch.full_like(v, float("-inf"))
+    hi = finite.max()
+    if float(hi - finite.min()) < _SAFE_SPREAD[v.dtype]:
+        return torch.log(torch.cumsum(torch.exp(v - hi), 0)) + hi
+    return torch.logcumsumexp(v, 0)
+
+
+class RiskSetTerms:
+    """Sorted risk-set quantities of the Cox partial likelihood, shared by loss and Hessian.
+
+    Patients are sorted by *descending* time, so the risk set of a time is a prefix.
+    For the i-th event (in tie group k, with Efron fraction f_i = l_i / d_k), the
+    denominator divided by the risk-set sum is ``1 - f_i * ratio_k`` (``ratio_k = A_k/S_k``).
+    """
+
+    def __init__(self, eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor,
+                 efron: bool) -> None:
+        n = eta.shape[0]
+        order = torch.sort(time, descending=True).indices  # tie order is irrelevant
+        t, x, e = time[order], eta[order], event[order]
+        new_group = torch.ones(n, dtype=torch.bool, device=t.device)
+        new_group[1:] = t[1:] != t[:-1]
+        group = torch.cumsum(new_group, 0) - 1
+        is_last = torch.ones(n, dtype=torch.bool, device=t.device)
+        is_last[:-1] = new_group[1:]
+        last = torch.nonzero(is_last).squeeze(1)
+        n_groups = last.shape[0]
+
+        self.order, self.x, self.group, self.n_groups = order, x, group, n_groups
+        self.last = last
+        self.log_risk = _log_cumsum_exp(x)[last]  # log S_k, per tie group
+        self.event_pos = torch.nonzero(e).squeeze(1)
+        self.event_group = group[self.event_pos]
+        self.x_event = x[self.event_pos]
+        ones = torch.ones_like(self.x_event)
+        self.n_tied = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(
+            0, self.event_group, ones)
+        self.frac = torch.zeros_like(self.x_event)
+        self.ratio = torch.zeros(n_groups, dtype=x.dtype, device=x.device)
+        if efron and bool((self.n_tied > 1).any()):
+            share = torch.exp(self.x_event - self.log_risk[self.event_group])
+            self.ratio.index_add_(0, self.event_group, share)
+            cum = torch.cumsum(e.to(torch.int64), 0)
+            first_event_rank = (cum - e.to(torch.int64))[torch.nonzero(new_group).squeeze(1)]
+            rank = cum[self.event_pos] - 1 - first_event_rank[self.event_group]
+            self.frac = rank.to(x.dtype) / self.n_tied[self.event_group]
+        # log(D_i / S_k) = log(1 - f_i ratio_k) <= 0
+        self.log_rel_denominator = torch.log1p(-self.frac * self.ratio[self.event_group])
+
+    def neg_log_likelihood(self) -> torch.Tensor:
+        """-log L, summed over events."""
+        return (self.log_risk[self.event_group] + self.log_rel_denominator
+                - self.x_event).sum()
+
+    def event_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per event i: q_i = S_k / D_i and f_i q_i, the weights of the gradient."""
+        q = torch.exp(-self.log_rel_denominator)
+        return q, self.frac * q
+
+    def gradient_sorted(self) -> torch.Tensor:
+        """d(-log L)/d eta for the sorted patients (descending time)."""
+        q, fq = self.event_weights()
+        k, g = self.n_groups, self.event_group
+        c = torch.zeros(k, dtype=q.dtype, device=q.device).index_add_(0, g, q)
+        b = torch.zeros(k, dtype=q.dtype, device=q.device).index_add_(0, g, fq)
+        # patient j is at risk at every group k >= group(j): reverse cumulative sum over groups
+        log_c = torch.log(c) - self.log_risk
+        log_cum = torch.flip(_log_cumsum_exp(torch.flip(log_c, (0,))), (0,))
+        grad = torch.exp(self.x + log_cum[self.group])
+        tied_share = torch.exp(self.x_event - self.log_risk[g]) * b[g]
+        grad[self.event_pos] -= tied_share + 1.0
+        return grad
+
+    def linear_hessian(self, x_sorted: torch.Tensor) -> torch.Tensor:
+        r"""Hessian of -log L in beta for a linear predictor eta = X beta (observed information).
+
+        With :math:`\omega_{ij}` the weight of patient j in the i-th event's denominator,
+        :math:`H = X^\top \mathrm{diag}(\sum_i \omega_{i\cdot}) X - \sum_i u_i u_i^\top`,
+        :math:`u_i = X^\top \omega_{i\cdot}`; O(n p^2). ``x_sorted`` is X in sorted order.
+        """
+        g = self.event_group
+        q, _ = self.event_weights()
+        weight = self.gradient_sorted()
+        weight[self.event_pos] += 1.0  # sum_i omega_ij
+        h = x_sorted.T @ (weight[:, None] * x_sorted)
+        shift = self.x.max()
+        prefix = torch.cumsum(torch.exp(self.x - shift)[:, None] * x_sorted, 0)[self.last]
+        z = prefix * torch.exp(shift - self.log_risk)[:, None]  # sum_{j in R_k} pi_jk x_j
+        share = torch.exp(self.x_event - self.log_risk[g])[:, None] * x_sorted[self.event_pos]
+        tied = torch.zeros_like(z).index_add_(0, g, share)  # sum_{j in D_k} pi_jk x_j
+        u = q[:, None] * (z[g] - self.frac[:, None] * tied[g])
+        return h - u.T @ u
+
+    def unsort(self, sorted_values: torch.Tensor) -> torch.Tensor:
+        """Put per-patient values computed in sorted order back in input order."""
+        out = torch.empty_like(sorted_values)
+        out[self.order] = sorted_values
+        return out
+
+
+class _CoxNegLogLikelihood(torch.autograd.Function):
+    """-log L of one stratum with an analytic O(n) backward after the sort."""
+
+    @staticmethod
+    def forward(ctx, eta, time, event, efron):
+        terms = RiskSetTerms(eta.detach(), time, event, efron)
+        ctx.terms = terms
+        return terms.neg_log_likelihood()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        terms = ctx.terms
+        return terms.unsort(terms.gradient_sorted()) * grad_output, None, None, None
+
+
+def _neg_log_likelihood(eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor,
+                        ties: str) -> torch.Tensor:
+    """Unreduced negative log partial likelihood of one stratum."""
+    if not bool(event.any()):
+        return eta.sum() * 0.0  # zero that keeps the graph; gradient is exactly zero
+    return _CoxNegLogLikelihood.apply(eta, time, event, ties == "efron")
