@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py --out runs/demo --overwrite
+	$(VENV)/bin/fracrisk demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check src tests benchmarks examples
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_losses.py
+	$(PY) benchmarks/bench_losses.py --repeats 9
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

@@ -27,10 +27,12 @@ def load_peer_dataset(name: str) -> tuple[pd.DataFrame, list[str]]:
     covariates (categories dummy-coded), plus the covariate names."""
     if name == "rossi":
         from lifelines.datasets import load_rossi
+
         df = load_rossi().rename(columns={"week": "time", "arrest": "event"})
         df["time"] = df["time"] * 7 / DAYS_PER_YEAR
     else:
         from sksurv import datasets
+
         x, y = getattr(datasets, f"load_{name}")()
         event_field, time_field = y.dtype.names
         df = _dummies(x.reset_index(drop=True))

@@ -39,7 +39,7 @@ def _as_1d(name: str, values) -> np.ndarray:
 
 
 class BreslowBaselineHazard:
-    """Breslow's cumulative baseline hazard, fitted in one pass over batches of predictions.
+    r"""Breslow's cumulative baseline hazard, fitted in one pass over batches of predictions.
 
     Competing events (event code 2) count as censoring, which gives the cause-specific
     baseline hazard of the event of interest (code 1).
@@ -49,7 +49,7 @@ class BreslowBaselineHazard:
     event_times_ : ndarray, shape = (n_event_times,)
         Distinct event times :math:`t_k` in years, ascending.
     cumulative_hazard_ : ndarray, shape = (n_event_times,)
-        :math:`\\hat H_0(t_k)` at :math:`\\eta = 0`.
+        :math:`\hat H_0(t_k)` at :math:`\eta = 0`.
     max_time_ : float
         Longest follow-up time seen (years); beyond it curves are extrapolated flat.
 
@@ -78,8 +78,10 @@ class BreslowBaselineHazard:
         t = _as_1d("time", time)
         e = _as_1d("event", event)
         if not (eta.shape == t.shape == e.shape):
-            raise ValueError(f"log_hazard {eta.shape}, time {t.shape} and event {e.shape} "
-                             "must have the same length")
+            raise ValueError(
+                f"log_hazard {eta.shape}, time {t.shape} and event {e.shape} "
+                "must have the same length"
+            )
         if eta.size == 0:
             return self
         new_shift = max(self._shift, float(eta.max()))
@@ -99,8 +101,9 @@ class BreslowBaselineHazard:
         if self._times.size == 0:
             raise ValueError("no predictions were added; call update() with at least one batch")
         if self._events.sum() == 0:
-            raise ValueError("no events (code 1) among the predictions: the baseline hazard "
-                             "cannot be estimated")
+            raise ValueError(
+                "no events (code 1) among the predictions: the baseline hazard cannot be estimated"
+            )
         risk_sums = np.cumsum(self._scaled_sums[::-1])[::-1]  # sum over T_j >= t_k
         has_event = self._events > 0
         increments = self._events[has_event] / risk_sums[has_event] * np.exp(-self._shift)
@@ -127,7 +130,7 @@ class BreslowBaselineHazard:
             raise NotFittedError("the baseline hazard is not fitted; call fit() first")
 
     def cumulative_hazard(self, times) -> np.ndarray:
-        """:math:`\\hat H_0(t)` at ``times`` (years), a right-continuous step function."""
+        r""":math:`\hat H_0(t)` at ``times`` (years), a right-continuous step function."""
         self._check_fitted()
         t = _as_1d("times", times)
         if np.any(t < 0):
@@ -137,21 +140,27 @@ class BreslowBaselineHazard:
         return padded[index]
 
     def survival(self, log_hazard, times, *, warn_beyond: bool = True) -> np.ndarray:
-        """Survival :math:`S(t \\mid x) = \\exp(-\\hat H_0(t) e^{\\eta})`, shape (n, n_times)."""
+        r"""Survival :math:`S(t \mid x) = \exp(-\hat H_0(t) e^{\eta})`, shape (n, n_times)."""
         eta = _as_1d("log_hazard", log_hazard)
         t = _as_1d("times", times)
         if warn_beyond and np.any(t > self.max_time_):
-            warnings.warn(f"times beyond the longest training follow-up ({self.max_time_:.2f} "
-                          "years) are extrapolated: the curve stays flat after the last event",
-                          DataWarning, stacklevel=3)
+            warnings.warn(
+                f"times beyond the longest training follow-up ({self.max_time_:.2f} "
+                "years) are extrapolated: the curve stays flat after the last event",
+                DataWarning,
+                stacklevel=3,
+            )
         return np.exp(-np.exp(eta)[:, None] * self.cumulative_hazard(t)[None, :])
 
     # ----------------------------------------------------------------- state
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Arrays that fully describe the fitted estimator (saved with the model)."""
         self._check_fitted()
-        return {"event_times": self.event_times_, "cumulative_hazard": self.cumulative_hazard_,
-                "max_time": np.array([self.max_time_])}
+        return {
+            "event_times": self.event_times_,
+            "cumulative_hazard": self.cumulative_hazard_,
+            "max_time": np.array([self.max_time_]),
+        }
 
     @classmethod
     def from_state_arrays(cls, arrays: dict[str, np.ndarray]) -> BreslowBaselineHazard:

@@ -19,21 +19,30 @@ __all__ = ["CoxLinearHead", "DeepSurvHead", "create_head", "list_heads", "regist
 _HEADS: dict[str, Callable[..., nn.Module]] = {}
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "selu": nn.SELU, "gelu": nn.GELU, "elu": nn.ELU, "silu": nn.SiLU,
-    "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
+    "relu": nn.ReLU,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
 }
 _NORMS: dict[str, Callable[[int], nn.Module] | None] = {
-    "batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None,
+    "batch": nn.BatchNorm1d,
+    "layer": nn.LayerNorm,
+    "none": None,
 }
 
 
 def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a head class or builder to the registry under ``name``."""
+
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _HEADS:
             raise ValueError(f"a head named {name!r} is already registered")
         _HEADS[name] = builder
         return builder
+
     return decorator
 
 
@@ -109,12 +118,20 @@ class DeepSurvHead(nn.Module):
     Cox proportional hazards deep neural network. BMC Med Res Methodol 18:24.
     """
 
-    def __init__(self, in_features: int, *, hidden: Sequence[int] = (32, 32),
-                 dropout: float = 0.1, norm: str = "batch", activation: str = "relu") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        hidden: Sequence[int] = (32, 32),
+        dropout: float = 0.1,
+        norm: str = "batch",
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from "
-                             f"{', '.join(sorted(_ACTIVATIONS))}")
+            raise ValueError(
+                f"unknown activation {activation!r}; choose from {', '.join(sorted(_ACTIVATIONS))}"
+            )
         if norm not in _NORMS:
             raise ValueError(f"unknown norm {norm!r}; choose from {', '.join(_NORMS)}")
         if not 0.0 <= dropout < 1.0:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from fracrisk._cox_kernel import cox_nll_and_gradient
+
 __all__ = ["cox_partial_likelihood"]
 
 _TIES = ("efron", "breslow")
@@ -75,9 +77,10 @@ def cox_partial_likelihood(
     Returns
     -------
     torch.Tensor
-        A scalar of the dtype of ``log_hazard`` (float32 for float16 / bfloat16 input). A batch without any event returns a
-        zero that stays in the autograd graph (its gradient is zero, never NaN), so
-        mini-batch training does not stall or crash on such a batch. A batch of one
+        A scalar of the dtype of ``log_hazard`` (float32 for float16 / bfloat16 input).
+        A batch without any event returns a zero that stays in the autograd graph (its
+        gradient is zero, never NaN), so mini-batch training does not stall or crash on
+        such a batch. A batch of one
         patient with an event also gives zero: its risk set holds only itself.
 
     References
@@ -110,14 +113,16 @@ def cox_partial_likelihood(
     else:
         strata = torch.as_tensor(strata, device=log_hazard.device)
         if strata.shape != time.shape:
-            raise ValueError(f"strata must have shape {tuple(time.shape)}, "
-                             f"got {tuple(strata.shape)}")
+            raise ValueError(
+                f"strata must have shape {tuple(time.shape)}, got {tuple(strata.shape)}"
+            )
         # Strata are few in practice (sex, centre); one exact pass per stratum.
-        total = log_hazard.sum() * 0.0
+        total = torch.nan_to_num(log_hazard * 0.0).sum()
         for level in torch.unique(strata):
             member = strata == level
-            total = total + _neg_log_likelihood(log_hazard[member], time[member],
-                                                event[member], ties)
+            total = total + _neg_log_likelihood(
+                log_hazard[member], time[member], event[member], ties
+            )
     if reduction == "mean":
         total = total / event.sum().clamp_min(1).to(total.dtype)
     return total
@@ -129,33 +134,41 @@ def _check_inputs(log_hazard, time, event):
     if log_hazard.dim() == 2 and log_hazard.shape[1] == 1:
         log_hazard = log_hazard[:, 0]
     if log_hazard.dim() != 1:
-        raise ValueError(f"Input 'log_hazard' must have shape (n,) or (n, 1), "
-                         f"got {tuple(log_hazard.shape)}")
+        raise ValueError(
+            f"Input 'log_hazard' must have shape (n,) or (n, 1), got {tuple(log_hazard.shape)}"
+        )
     time = torch.as_tensor(time, device=log_hazard.device)
     event = torch.as_tensor(event, device=log_hazard.device)
     n = log_hazard.shape[0]
     if time.shape != (n,) or event.shape != (n,):
-        raise ValueError(f"Inputs 'time' {tuple(time.shape)} and 'event' {tuple(event.shape)} "
-                         f"must have shape ({n},) like 'log_hazard'")
+        raise ValueError(
+            f"Inputs 'time' {tuple(time.shape)} and 'event' {tuple(event.shape)} "
+            f"must have shape ({n},) like 'log_hazard'"
+        )
     if event.dtype != torch.bool:
         if torch.any((event != 0) & (event != 1)):
-            raise ValueError("Input 'event' must hold only 0 and 1 (for competing risks pass "
-                             "event == 1)")
+            raise ValueError(
+                "Input 'event' must hold only 0 and 1 (for competing risks pass event == 1)"
+            )
         event = event != 0
     return log_hazard, time, event
 
 
 # exp(v - max v) stays a normal float when the spread of v is below these limits.
 _SAFE_SPREAD = {torch.float32: 80.0, torch.float64: 700.0}
+# On the CPU the compiled kernel (fracrisk._cox_kernel) computes the loss; elsewhere the
+# vectorised RiskSetTerms does. Tests switch this off to hold the two equal.
+_USE_CPU_KERNEL = True
 
 
 def _log_cumsum_exp(v: torch.Tensor) -> torch.Tensor:
     """Cumulative log-sum-exp; a shifted exp-cumsum-log when it cannot underflow (faster)."""
-    finite = v[torch.isfinite(v)]
-    if finite.numel() == 0:
-        return torch.full_like(v, float("-inf"))
-    hi = finite.max()
-    if float(hi - finite.min()) < _SAFE_SPREAD[v.dtype]:
+    hi = v.max()
+    lo = torch.where(v == float("-inf"), hi, v).min()  # -inf entries (empty sums) are exact
+    spread = float(hi - lo)
+    if spread != spread:  # every entry is -inf
+        return v.clone()
+    if spread < _SAFE_SPREAD[v.dtype]:
         return torch.log(torch.cumsum(torch.exp(v - hi), 0)) + hi
     return torch.logcumsumexp(v, 0)
 
@@ -168,11 +181,12 @@ class RiskSetTerms:
     denominator divided by the risk-set sum is ``1 - f_i * ratio_k`` (``ratio_k = A_k/S_k``).
     """
 
-    def __init__(self, eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor,
-                 efron: bool) -> None:
+    def __init__(
+        self, eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor, efron: bool
+    ) -> None:
         n = eta.shape[0]
-        order = torch.sort(time, descending=True).indices  # tie order is irrelevant
-        t, x, e = time[order], eta[order], event[order]
+        t, order = torch.sort(time, descending=True)  # the order within ties is irrelevant
+        x, e = eta[order], event[order]
         new_group = torch.ones(n, dtype=torch.bool, device=t.device)
         new_group[1:] = t[1:] != t[:-1]
         group = torch.cumsum(new_group, 0) - 1
@@ -189,7 +203,8 @@ class RiskSetTerms:
         self.x_event = x[self.event_pos]
         ones = torch.ones_like(self.x_event)
         self.n_tied = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(
-            0, self.event_group, ones)
+            0, self.event_group, ones
+        )
         self.frac = torch.zeros_like(self.x_event)
         self.ratio = torch.zeros(n_groups, dtype=x.dtype, device=x.device)
         if efron and bool((self.n_tied > 1).any()):
@@ -204,8 +219,7 @@ class RiskSetTerms:
 
     def neg_log_likelihood(self) -> torch.Tensor:
         """-log L, summed over events."""
-        return (self.log_risk[self.event_group] + self.log_rel_denominator
-                - self.x_event).sum()
+        return (self.log_risk[self.event_group] + self.log_rel_denominator - self.x_event).sum()
 
     def event_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per event i: q_i = S_k / D_i and f_i q_i, the weights of the gradient."""
@@ -254,10 +268,22 @@ class RiskSetTerms:
 
 
 class _CoxNegLogLikelihood(torch.autograd.Function):
-    """-log L of one stratum with an analytic O(n) backward after the sort."""
+    """-log L of one stratum with an analytic backward (compiled kernel on the CPU)."""
 
     @staticmethod
     def forward(ctx, eta, time, event, efron):
+        if eta.device.type == "cpu" and _USE_CPU_KERNEL:
+            time_sorted, order = torch.sort(time, descending=True)
+            loss, grad = cox_nll_and_gradient(
+                time_sorted.numpy(),
+                eta.detach()[order].numpy(),
+                event[order].numpy(),
+                efron,
+                ctx.needs_input_grad[0],
+            )
+            if ctx.needs_input_grad[0]:
+                ctx.grad = torch.empty_like(eta).index_put_((order,), torch.from_numpy(grad))
+            return torch.tensor(loss, dtype=eta.dtype)
         terms = RiskSetTerms(eta.detach(), time, event, efron)
         ctx.terms = terms
         return terms.neg_log_likelihood()
@@ -265,13 +291,18 @@ class _CoxNegLogLikelihood(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        terms = ctx.terms
-        return terms.unsort(terms.gradient_sorted()) * grad_output, None, None, None
+        if hasattr(ctx, "grad"):
+            grad = ctx.grad
+        else:
+            grad = ctx.terms.unsort(ctx.terms.gradient_sorted())
+        return grad * grad_output, None, None, None
 
 
-def _neg_log_likelihood(eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor,
-                        ties: str) -> torch.Tensor:
+def _neg_log_likelihood(
+    eta: torch.Tensor, time: torch.Tensor, event: torch.Tensor, ties: str
+) -> torch.Tensor:
     """Unreduced negative log partial likelihood of one stratum."""
     if not bool(event.any()):
-        return eta.sum() * 0.0  # zero that keeps the graph; gradient is exactly zero
+        # a zero that keeps the graph, with a zero gradient (even if some eta overflowed)
+        return torch.nan_to_num(eta * 0.0).sum()
     return _CoxNegLogLikelihood.apply(eta, time, event, ties == "efron")

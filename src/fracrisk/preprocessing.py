@@ -40,6 +40,22 @@ def _kind_of(name: str, series: pd.Series) -> str:
     return "category"
 
 
+def _as_numbers(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as float64 (NaN kept); text that is not a number raises, naming rows."""
+    series = df[name]
+    values = pd.to_numeric(series, errors="coerce").astype(np.float64)
+    bad = values.isna() & series.notna()
+    if bad.any():
+        problem = ValidationProblem(
+            name,
+            tuple(df.index[bad.to_numpy()].tolist()),
+            "expected numbers",
+            tuple(series[bad].tolist()),
+        )
+        raise ValueError(problem.describe())
+    return values
+
+
 class TabularPreprocessor:
     """Fit-on-train preprocessing of tabular covariates into a standardised float matrix.
 
@@ -76,21 +92,28 @@ class TabularPreprocessor:
             if kind == "category":
                 levels = sorted(observed.astype(str).unique().tolist())
                 if len(levels) < 2:
-                    raise ValueError(f"column {name!r} has a single level {levels[0]!r} in the "
-                                     "training data; it cannot be a covariate")
+                    raise ValueError(
+                        f"column {name!r} has a single level {levels[0]!r} in the "
+                        "training data; it cannot be a covariate"
+                    )
                 self.levels_[name] = levels
                 self.fill_[name] = str(observed.astype(str).mode().sort_values().iloc[0])
-            elif kind == "binary":
-                self.fill_[name] = float(observed.astype(float).mode().sort_values().iloc[0])
             else:
-                self.fill_[name] = float(np.median(observed.astype(float)))
+                numbers = _as_numbers(df, name).dropna()
+                self.fill_[name] = (
+                    float(numbers.mode().sort_values().iloc[0])
+                    if kind == "binary"
+                    else float(np.median(numbers))
+                )
         raw = self._encode(df)
         self.mean_ = raw.mean(axis=0)
         self.scale_ = raw.std(axis=0)
         constant = [f for f, s in zip(self.feature_names_, self.scale_, strict=True) if s == 0]
         if constant:
-            raise ValueError(f"feature(s) {constant} are constant in the training data; "
-                             "drop them from the covariates")
+            raise ValueError(
+                f"feature(s) {constant} are constant in the training data; "
+                "drop them from the covariates"
+            )
         return self
 
     @property
@@ -124,28 +147,26 @@ class TabularPreprocessor:
                 unknown = ~values.isin(self.levels_[name])
                 if unknown.any():
                     problem = ValidationProblem(
-                        name, tuple(df.index[unknown.to_numpy()].tolist()),
+                        name,
+                        tuple(df.index[unknown.to_numpy()].tolist()),
                         f"level not seen in training; known levels: {self.levels_[name]}",
-                        tuple(values[unknown].tolist()))
+                        tuple(values[unknown].tolist()),
+                    )
                     raise ValueError(problem.describe())
                 for level in self.levels_[name][1:]:
                     blocks.append((values == level).to_numpy(dtype=np.float64))
             else:
-                values = pd.to_numeric(series, errors="coerce").astype(np.float64)
-                bad = values.isna() & series.notna()
-                if bad.any():
-                    problem = ValidationProblem(
-                        name, tuple(df.index[bad.to_numpy()].tolist()),
-                        "expected numbers", tuple(series[bad].tolist()))
-                    raise ValueError(problem.describe())
+                values = _as_numbers(df, name)
                 blocks.append(values.fillna(self.fill_[name]).to_numpy())
         return np.column_stack(blocks)
 
     def _check_columns(self, df: pd.DataFrame) -> None:
         absent = [c for c in self.columns if c not in df.columns]
         if absent:
-            raise ValueError(f"covariate column(s) {absent} are missing from the data; "
-                             f"it has: {list(df.columns)}")
+            raise ValueError(
+                f"covariate column(s) {absent} are missing from the data; "
+                f"it has: {list(df.columns)}"
+            )
 
     def _check_fitted(self) -> None:
         if self.kinds_ is None:
@@ -155,8 +176,14 @@ class TabularPreprocessor:
     def to_dict(self) -> dict:
         """JSON-serialisable state."""
         self._check_fitted()
-        return {"columns": self.columns, "kinds": self.kinds_, "levels": self.levels_,
-                "fill": self.fill_, "mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
+        return {
+            "columns": self.columns,
+            "kinds": self.kinds_,
+            "levels": self.levels_,
+            "fill": self.fill_,
+            "mean": self.mean_.tolist(),
+            "scale": self.scale_.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, state: dict) -> TabularPreprocessor:

@@ -19,8 +19,13 @@ from torch import nn
 
 from fracrisk.losses import cox_partial_likelihood
 
-__all__ = ["TrainingConfig", "TrainingHistory", "predict_batches", "resolve_device",
-           "train_cox_network"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingHistory",
+    "predict_batches",
+    "resolve_device",
+    "train_cox_network",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -89,9 +94,13 @@ def _autocast(device: torch.device, mixed_precision: bool | str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def predict_batches(module: nn.Module, batches: Iterable[tuple], *,
-                    device: str | torch.device = "auto",
-                    mixed_precision: bool | str = "auto") -> Iterator[tuple]:
+def predict_batches(
+    module: nn.Module,
+    batches: Iterable[tuple],
+    *,
+    device: str | torch.device = "auto",
+    mixed_precision: bool | str = "auto",
+) -> Iterator[tuple]:
     """Yield ``(log_hazard, time, event)`` numpy arrays batch by batch, in eval mode.
 
     Only three numbers per patient leave the loop, so a DataLoader of images can be
@@ -103,15 +112,19 @@ def predict_batches(module: nn.Module, batches: Iterable[tuple], *,
         for inputs, time, event in batches:
             with _autocast(device, mixed_precision):
                 eta = module(_to_device(inputs, device))
-            yield (eta.float().reshape(-1).cpu().numpy().astype(np.float64),
-                   np.asarray(time, dtype=np.float64), np.asarray(event))
+            yield (
+                eta.float().reshape(-1).cpu().numpy().astype(np.float64),
+                np.asarray(time, dtype=np.float64),
+                np.asarray(event),
+            )
 
 
 def _validation_loss(module, batches, device, config) -> float:
     """Cox loss over the whole validation set at once (exact risk sets), per event."""
     etas, times, events = [], [], []
-    for eta, time, event in predict_batches(module, batches, device=device,
-                                            mixed_precision=config.mixed_precision):
+    for eta, time, event in predict_batches(
+        module, batches, device=device, mixed_precision=config.mixed_precision
+    ):
         etas.append(eta)
         times.append(time)
         events.append(event)
@@ -119,12 +132,19 @@ def _validation_loss(module, batches, device, config) -> float:
     event = torch.from_numpy(np.concatenate(events)) == 1
     if not bool(event.any()):
         return math.nan
-    return float(cox_partial_likelihood(eta, torch.from_numpy(np.concatenate(times)), event,
-                                        ties=config.ties))
+    return float(
+        cox_partial_likelihood(
+            eta, torch.from_numpy(np.concatenate(times)), event, ties=config.ties
+        )
+    )
 
 
-def train_cox_network(module: nn.Module, train_batches: Iterable[tuple],
-                      val_batches: Iterable[tuple] | None, config: TrainingConfig) -> TrainingHistory:
+def train_cox_network(
+    module: nn.Module,
+    train_batches: Iterable[tuple],
+    val_batches: Iterable[tuple] | None,
+    config: TrainingConfig,
+) -> TrainingHistory:
     """Train ``module`` by minimising the Cox partial likelihood; returns its history.
 
     Each training batch is its own risk set (the usual mini-batch Cox loss); a batch
@@ -136,15 +156,17 @@ def train_cox_network(module: nn.Module, train_batches: Iterable[tuple],
     """
     device = resolve_device(config.device)
     module.to(device)
-    optimiser = torch.optim.AdamW(module.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(
+        module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     history = TrainingHistory()
     best_loss, best_state, since_best = math.inf, None, 0
     epochs: Iterable[int] = range(config.max_epochs)
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
-        bar = tqdm(epochs, desc="training", unit="epoch")
+
+        bar = tqdm(epochs, desc="training", unit="epoch", disable=None)  # off when not a TTY
         epochs = bar
     for epoch in epochs:
         module.train()
@@ -153,13 +175,14 @@ def train_cox_network(module: nn.Module, train_batches: Iterable[tuple],
             time, event = time.to(device), event.to(device) == 1
             with _autocast(device, config.mixed_precision):
                 eta = module(_to_device(inputs, device))
-            loss = cox_partial_likelihood(eta.float(), time, event, ties=config.ties,
-                                          reduction="sum")
+            loss = cox_partial_likelihood(
+                eta.float(), time, event, ties=config.ties, reduction="sum"
+            )
             k = int(event.sum())
             optimiser.zero_grad(set_to_none=True)
             (loss / max(k, 1)).backward()
             optimiser.step()
-            total, n_events = total + float(loss), n_events + k
+            total, n_events = total + float(loss.detach()), n_events + k
         history.train_loss.append(total / max(n_events, 1))
         if val_batches is None:
             continue

@@ -29,15 +29,19 @@ def fitted(peer_dataset):
 
 def test_efron_coefficients_match_lifelines(fitted):
     _, _, covariates, model, cph = fitted
-    np.testing.assert_allclose(model.coef_.to_numpy(), cph.params_[covariates].to_numpy(),
-                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(
+        model.coef_.to_numpy(), cph.params_[covariates].to_numpy(), rtol=1e-4, atol=1e-8
+    )
     assert list(model.coef_.index) == covariates
 
 
 def test_standard_errors_and_loglik_match_lifelines(fitted):
     _, _, covariates, model, cph = fitted
-    np.testing.assert_allclose(model.summary_["se(coef)"].to_numpy(),
-                               cph.summary.loc[covariates, "se(coef)"].to_numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        model.summary_["se(coef)"].to_numpy(),
+        cph.summary.loc[covariates, "se(coef)"].to_numpy(),
+        rtol=1e-4,
+    )
     np.testing.assert_allclose(model.log_likelihood_, cph.log_likelihood_, rtol=1e-10)
 
 
@@ -50,7 +54,9 @@ def test_baseline_survival_matches_lifelines(fitted):
 
 def test_predict_survival_matches_lifelines_at_event_times(fitted):
     _, df, covariates, model, cph = fitted
-    times = model.baseline_hazard_.event_times_[:: max(1, len(model.baseline_hazard_.event_times_) // 25)]
+    times = model.baseline_hazard_.event_times_[
+        :: max(1, len(model.baseline_hazard_.event_times_) // 25)
+    ]
     ours = model.predict_survival(df, times=times)
     theirs = cph.predict_survival_function(df[covariates], times=times).T
     assert_valid_survival(ours)
@@ -61,6 +67,7 @@ def test_between_event_times_ours_is_a_step_and_lifelines_interpolates():
     """Documented difference: S(t) is Breslow's right-continuous step function; lifelines'
     predict_survival_function(times=...) interpolates the cumulative hazard linearly."""
     from tests.conftest import load_peer_dataset
+
     df, covariates = load_peer_dataset("rossi")
     model = CoxPH().fit(df, covariates=covariates)
     cph = _lifelines(df)
@@ -89,6 +96,7 @@ def test_categorical_columns_equal_dummy_coding():
     from sksurv.datasets import load_gbsg2
 
     from tests.conftest import load_peer_dataset
+
     dummies, covariates = load_peer_dataset("gbsg2")
     x, _ = load_gbsg2()
     raw = x.reset_index(drop=True).astype({c: str for c in ("horTh", "menostat", "tgrade")})
@@ -100,13 +108,17 @@ def test_categorical_columns_equal_dummy_coding():
 
 def test_save_load_gives_bit_identical_predictions(tmp_path):
     from fracrisk.simulate import clinical_cohort
+
     cohort = clinical_cohort(1500, seed=3)
     model = CoxPH().fit(cohort)
     model.save(tmp_path / "cox")
     again = load_model(tmp_path / "cox")
     assert isinstance(again, CoxPH)
-    pd.testing.assert_frame_equal(model.predict_survival(cohort, times=[1, 2, 5]),
-                                  again.predict_survival(cohort, times=[1, 2, 5]), check_exact=True)
+    pd.testing.assert_frame_equal(
+        model.predict_survival(cohort, times=[1, 2, 5]),
+        again.predict_survival(cohort, times=[1, 2, 5]),
+        check_exact=True,
+    )
     pd.testing.assert_series_equal(model.coef_, again.coef_, check_exact=True)
     with pytest.raises(FileExistsError, match="overwrite"):
         model.save(tmp_path / "cox")
@@ -116,6 +128,7 @@ def test_save_load_gives_bit_identical_predictions(tmp_path):
 def test_predict_risk_is_one_minus_survival_and_warns_beyond_follow_up():
     from fracrisk.exceptions import DataWarning
     from fracrisk.simulate import clinical_cohort
+
     cohort = clinical_cohort(1500, seed=4, max_follow_up=6.0)
     model = CoxPH().fit(cohort)
     risk = model.predict_risk(cohort, horizon=5)
@@ -130,16 +143,19 @@ def test_predict_risk_is_one_minus_survival_and_warns_beyond_follow_up():
 
 def test_penalizer_shrinks_coefficients():
     from tests.conftest import load_peer_dataset
+
     df, covariates = load_peer_dataset("rossi")
     plain = CoxPH().fit(df, covariates=covariates)
     ridge = CoxPH(penalizer=10.0).fit(df, covariates=covariates)
-    assert np.linalg.norm(ridge.coef_ * ridge.preprocessor_.scale_) < \
-        np.linalg.norm(plain.coef_ * plain.preprocessor_.scale_)
+    assert np.linalg.norm(ridge.coef_ * ridge.preprocessor_.scale_) < np.linalg.norm(
+        plain.coef_ * plain.preprocessor_.scale_
+    )
 
 
 def test_errors_before_fit_and_on_missing_covariates():
     from fracrisk.exceptions import NotFittedError
     from tests.conftest import load_peer_dataset
+
     df, covariates = load_peer_dataset("rossi")
     with pytest.raises(NotFittedError, match="not fitted"):
         CoxPH().predict_risk(df)

@@ -47,10 +47,15 @@ class MissingReport:
 
     def __str__(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in self.missing_by_column.items()) or "none"
-        action = {"error": "none allowed", "drop": f"dropped {len(self.dropped_rows)} row(s)",
-                  "impute": "kept; imputed by each model from its training data"}[self.policy]
-        return (f"missing={self.policy!r}: {self.n_rows_in} rows in, {self.n_rows_out} out; "
-                f"missing values by column: {counts}; {action}")
+        action = {
+            "error": "none allowed",
+            "drop": f"dropped {len(self.dropped_rows)} row(s)",
+            "impute": "kept; imputed by each model from its training data",
+        }[self.policy]
+        return (
+            f"missing={self.policy!r}: {self.n_rows_in} rows in, {self.n_rows_out} out; "
+            f"missing values by column: {counts}; {action}"
+        )
 
 
 class Cohort:
@@ -132,16 +137,29 @@ class Cohort:
         role_cols = [c for c in self._role_columns() if c in df.columns]
         missing_counts = {c: int(n) for c in role_cols if (n := missing_mask(df[c]).sum())}
         allow = role_cols if missing in ("drop", "impute") else []
-        problems = find_problems(df, time_col=time_col, event_col=event_col, id_col=id_col,
-                                 covariates=self.covariates, image_cols=self.image_cols,
-                                 allow_missing=allow)
+        problems = find_problems(
+            df,
+            time_col=time_col,
+            event_col=event_col,
+            id_col=id_col,
+            covariates=self.covariates,
+            image_cols=self.image_cols,
+            allow_missing=allow,
+        )
         if missing == "impute":
             # The outcome, the id and image paths cannot be imputed.
             for column in (time_col, event_col, id_col, *self.image_cols):
                 if column and column in df.columns and missing_mask(df[column]).any():
-                    problems.append(problem_at(df, column, missing_mask(df[column]),
-                                               "missing value cannot be imputed", id_col,
-                                               show_values=False))
+                    problems.append(
+                        problem_at(
+                            df,
+                            column,
+                            missing_mask(df[column]),
+                            "missing value cannot be imputed",
+                            id_col,
+                            show_values=False,
+                        )
+                    )
         if problems:
             raise CohortValidationError(problems, source)
 
@@ -154,20 +172,34 @@ class Cohort:
             if truth is not None:
                 truth = truth.loc[~rows_missing]
             if len(df) == 0:
-                raise CohortValidationError([ValidationProblem(
-                    "<table>", dropped, "every row has a missing value; nothing is left")], source)
-        self.missing_report = MissingReport(missing, len(df) + len(dropped), len(df),
-                                            missing_counts, dropped)
+                raise CohortValidationError(
+                    [
+                        ValidationProblem(
+                            "<table>", dropped, "every row has a missing value; nothing is left"
+                        )
+                    ],
+                    source,
+                )
+        self.missing_report = MissingReport(
+            missing, len(df) + len(dropped), len(df), missing_counts, dropped
+        )
         if missing != "error" and missing_counts:
             warnings.warn(str(self.missing_report), DataWarning, stacklevel=2)
         self.df = _normalise_dtypes(df, time_col, event_col)
-        self.truth = truth.reset_index(drop=True).set_axis(self.df.index) if truth is not None \
-            else None
+        self.truth = (
+            truth.reset_index(drop=True).set_axis(self.df.index) if truth is not None else None
+        )
 
     # ------------------------------------------------------------------ roles
     def _role_columns(self) -> list[str]:
-        cols = [self.time_col, self.event_col, *([self.id_col] if self.id_col else []),
-                *CANONICAL_CLINICAL, *self.covariates, *self.image_cols]
+        cols = [
+            self.time_col,
+            self.event_col,
+            *([self.id_col] if self.id_col else []),
+            *CANONICAL_CLINICAL,
+            *self.covariates,
+            *self.image_cols,
+        ]
         return list(dict.fromkeys(cols))
 
     @property
@@ -205,9 +237,11 @@ class Cohort:
 
     def __repr__(self) -> str:
         counts = np.bincount(self.event, minlength=3)
-        return (f"Cohort(n={len(self)}, fractures={counts[1]}, deaths={counts[2]}, "
-                f"censored={counts[0]}, median follow-up={np.median(self.time):.2f} y, "
-                f"covariates={self.default_covariates})")
+        return (
+            f"Cohort(n={len(self)}, fractures={counts[1]}, deaths={counts[2]}, "
+            f"censored={counts[0]}, median follow-up={np.median(self.time):.2f} y, "
+            f"covariates={self.default_covariates})"
+        )
 
     def _with_rows(self, index: pd.Index) -> Cohort:
         """A new cohort restricted to the rows ``index`` (labels), sharing the roles."""
@@ -219,14 +253,26 @@ class Cohort:
 
     def roles(self) -> dict:
         """Column roles as a JSON-serialisable dict (used by :meth:`save`)."""
-        return {"time_col": self.time_col, "event_col": self.event_col, "id_col": self.id_col,
-                "image_cols": list(self.image_cols), "covariates": list(self.covariates)}
+        return {
+            "time_col": self.time_col,
+            "event_col": self.event_col,
+            "id_col": self.id_col,
+            "image_cols": list(self.image_cols),
+            "covariates": list(self.covariates),
+        }
 
     # ------------------------------------------------------------------ splits
-    def split(self, test_size: float = 0.2, *, method: str = "stratified",
-              by: str | None = None, seed: int = 0) -> tuple[Cohort, Cohort]:
+    def split(
+        self,
+        test_size: float = 0.2,
+        *,
+        method: str = "stratified",
+        by: str | None = None,
+        seed: int = 0,
+    ) -> tuple[Cohort, Cohort]:
         """Split into (train, test) cohorts; see :func:`fracrisk.data.split_cohort`."""
         from fracrisk.data.splits import split_cohort
+
         return split_cohort(self, test_size, method=method, by=by, seed=seed)
 
     # ------------------------------------------------------------------ I/O
@@ -240,8 +286,11 @@ class Cohort:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
-        meta = {"roles": self.roles(), "dtypes": {c: str(t) for c, t in self.df.dtypes.items()},
-                "index": list(self.df.index.names)}
+        meta = {
+            "roles": self.roles(),
+            "dtypes": {c: str(t) for c, t in self.df.dtypes.items()},
+            "index": list(self.df.index.names),
+        }
         _write_table(self.df, path, meta)
         if self.truth is not None:
             _write_table(self.truth, path.with_name(f"{path.stem}.truth{path.suffix}"), None)
@@ -289,17 +338,20 @@ def _write_table(df: pd.DataFrame, path: Path, meta: dict | None) -> None:
         if suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
+
             table = pa.Table.from_pandas(df, preserve_index=True)
             if meta is not None:
                 table = table.replace_schema_metadata(
-                    {**(table.schema.metadata or {}), _ROLES_KEY: json.dumps(meta).encode()})
+                    {**(table.schema.metadata or {}), _ROLES_KEY: json.dumps(meta).encode()}
+                )
             pq.write_table(table, tmp)
         elif suffix == ".csv":
-            df.to_csv(tmp, index=True)
+            df.to_csv(tmp, index=meta is not None)  # the truth table is aligned by position
         else:
             raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")
     if suffix == ".csv" and meta is not None:
         from fracrisk._io import atomic_write_json
+
         atomic_write_json(path.with_name(path.name + ".cohort.json"), meta)
 
 
@@ -311,20 +363,26 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
+
         table = pq.read_table(path)
         raw = (table.schema.metadata or {}).get(_ROLES_KEY)
         return table.to_pandas(), (json.loads(raw) if raw else None)
     if suffix == ".csv":
         sidecar = path.with_name(path.name + ".cohort.json")
         if not sidecar.exists():
-            return pd.read_csv(path), None
+            return pd.read_csv(path, float_precision="round_trip"), None
         meta = json.loads(sidecar.read_text())
         index_names = meta.get("index", [None])
         dtypes = meta.get("dtypes", {})
         dates = [c for c, t in dtypes.items() if t.startswith("datetime64")]
         plain = {c: t for c, t in dtypes.items() if c not in dates}
-        df = pd.read_csv(path, index_col=list(range(len(index_names))), dtype=plain,
-                         parse_dates=dates)
+        df = pd.read_csv(
+            path,
+            index_col=list(range(len(index_names))),
+            dtype=plain,
+            parse_dates=dates,
+            float_precision="round_trip",  # the default fast parser may change the last digit
+        )
         df.index.names = index_names
         return df, meta
     raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")

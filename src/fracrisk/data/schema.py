@@ -64,12 +64,26 @@ _SPECS = [
     ColumnSpec("age", "numeric", "years", 0.0, 120.0, description="age at baseline"),
     ColumnSpec("sex", "category", categories=("F", "M"), description="F female, M male"),
     ColumnSpec("bmi", "numeric", "kg/m2", 10.0, 80.0, description="body-mass index"),
-    *[ColumnSpec(name, "binary", "0/1", description=name.replace("_", " ")) for name in
-      BINARY_RISK_FACTORS],
-    ColumnSpec("femoral_neck_bmd", "numeric", "g/cm2", 0.1, 2.0,
-               description="femoral-neck areal BMD by DXA"),
-    ColumnSpec("femoral_neck_t_score", "numeric", "SD", -7.0, 5.0,
-               description="femoral-neck T-score (NHANES III young-adult reference)"),
+    *[
+        ColumnSpec(name, "binary", "0/1", description=name.replace("_", " "))
+        for name in BINARY_RISK_FACTORS
+    ],
+    ColumnSpec(
+        "femoral_neck_bmd",
+        "numeric",
+        "g/cm2",
+        0.1,
+        2.0,
+        description="femoral-neck areal BMD by DXA",
+    ),
+    ColumnSpec(
+        "femoral_neck_t_score",
+        "numeric",
+        "SD",
+        -7.0,
+        5.0,
+        description="femoral-neck T-score (NHANES III young-adult reference)",
+    ),
 ]
 
 #: Specification of every canonical column, by name.

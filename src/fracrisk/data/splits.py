@@ -14,8 +14,14 @@ __all__ = ["SPLIT_METHODS", "split_cohort"]
 SPLIT_METHODS = ("random", "stratified", "temporal")
 
 
-def split_cohort(cohort: Cohort, test_size: float = 0.2, *, method: str = "stratified",
-                 by: str | None = None, seed: int = 0) -> tuple[Cohort, Cohort]:
+def split_cohort(
+    cohort: Cohort,
+    test_size: float = 0.2,
+    *,
+    method: str = "stratified",
+    by: str | None = None,
+    seed: int = 0,
+) -> tuple[Cohort, Cohort]:
     """Split a cohort into (train, test).
 
     Parameters
@@ -54,15 +60,20 @@ def split_cohort(cohort: Cohort, test_size: float = 0.2, *, method: str = "strat
         order = cohort.df[by]
         if order.isna().any():
             rows = cohort.df.index[order.isna()].tolist()[:5]
-            raise ValueError(f"column {by!r} has missing values at rows {rows}; "
-                             "a temporal split needs every entry date")
+            raise ValueError(
+                f"column {by!r} has missing values at rows {rows}; "
+                "a temporal split needs every entry date"
+            )
         cut = order.sort_values(kind="stable").iloc[int(np.floor(n * (1 - test_size)))]
         is_test = (order >= cut).to_numpy()
     else:
         rng = np.random.default_rng(seed)
         is_test = np.zeros(n, dtype=bool)
-        groups = [np.arange(n)] if method == "random" else \
-            [np.flatnonzero(cohort.event == code) for code in np.unique(cohort.event)]
+        groups = (
+            [np.arange(n)]
+            if method == "random"
+            else [np.flatnonzero(cohort.event == code) for code in np.unique(cohort.event)]
+        )
         for members in groups:
             n_test = int(round(test_size * len(members)))
             is_test[rng.permutation(members)[:n_test]] = True

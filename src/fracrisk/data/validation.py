@@ -18,8 +18,15 @@ from fracrisk.exceptions import ValidationProblem
 __all__ = ["find_problems", "missing_mask", "problem_at"]
 
 
-def problem_at(df: pd.DataFrame, column: str, mask: np.ndarray, reason: str,
-               id_col: str | None, *, show_values: bool = True) -> ValidationProblem:
+def problem_at(
+    df: pd.DataFrame,
+    column: str,
+    mask: np.ndarray,
+    reason: str,
+    id_col: str | None,
+    *,
+    show_values: bool = True,
+) -> ValidationProblem:
     """A problem in ``column`` at the rows where ``mask`` is True, with their ids and values."""
     rows = df.index[mask]
     values = tuple(df.loc[mask, column].tolist()) if show_values else ()
@@ -41,9 +48,11 @@ def _numeric_view(df, column, id_col, problems) -> np.ndarray | None:
         return series.to_numpy(dtype=float, na_value=np.nan)
     coerced = pd.to_numeric(series, errors="coerce")
     bad = (coerced.isna() & series.notna()).to_numpy()
-    problems.append(problem_at(df, column, bad, "expected numbers, found non-numeric values", id_col)
-                    if bad.any() else
-                    ValidationProblem(column, (), f"expected a numeric dtype, found {series.dtype}"))
+    problems.append(
+        problem_at(df, column, bad, "expected numbers, found non-numeric values", id_col)
+        if bad.any()
+        else ValidationProblem(column, (), f"expected a numeric dtype, found {series.dtype}")
+    )
     return None
 
 
@@ -53,7 +62,9 @@ def _check_numeric(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) -
         return
     nan = np.isnan(values)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False)
+        )
     inf = np.isinf(values)
     if inf.any():
         problems.append(problem_at(df, spec.name, inf, "value is infinite", id_col))
@@ -62,10 +73,16 @@ def _check_numeric(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) -
         out = finite & ((values < spec.low) | (values > spec.high))
         if out.any():
             unit = f" {spec.unit}" if spec.unit else ""
-            problems.append(problem_at(
-                df, spec.name, out,
-                f"out of range: {spec.description or spec.name} must be within "
-                f"[{spec.low:g}, {spec.high:g}]{unit}", id_col))
+            problems.append(
+                problem_at(
+                    df,
+                    spec.name,
+                    out,
+                    f"out of range: {spec.description or spec.name} must be within "
+                    f"[{spec.low:g}, {spec.high:g}]{unit}",
+                    id_col,
+                )
+            )
 
 
 def _check_binary(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) -> None:
@@ -74,7 +91,9 @@ def _check_binary(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) ->
         return
     nan = np.isnan(values)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False)
+        )
     bad = ~nan & (values != 0) & (values != 1)
     if bad.any():
         problems.append(problem_at(df, spec.name, bad, "must be 0 or 1", id_col))
@@ -84,12 +103,20 @@ def _check_category(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) 
     series = df[spec.name]
     nan = missing_mask(series)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, spec.name, nan, "missing value (NaN)", id_col, show_values=False)
+        )
     bad = ~nan & ~series.isin(spec.categories).to_numpy()
     if bad.any():
-        problems.append(problem_at(
-            df, spec.name, bad,
-            f"unknown code; allowed codes are {', '.join(spec.categories)}", id_col))
+        problems.append(
+            problem_at(
+                df,
+                spec.name,
+                bad,
+                f"unknown code; allowed codes are {', '.join(spec.categories)}",
+                id_col,
+            )
+        )
 
 
 def _check_time(df, column, id_col, problems, *, allow_nan: bool) -> None:
@@ -98,7 +125,9 @@ def _check_time(df, column, id_col, problems, *, allow_nan: bool) -> None:
         return
     nan = np.isnan(values)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, column, nan, "missing follow-up time (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, column, nan, "missing follow-up time (NaN)", id_col, show_values=False)
+        )
     inf = np.isinf(values)
     if inf.any():
         problems.append(problem_at(df, column, inf, "follow-up time must be finite", id_col))
@@ -113,17 +142,21 @@ def _check_event(df, column, id_col, problems, *, allow_nan: bool) -> None:
         return
     nan = np.isnan(values)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, column, nan, "missing event code (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, column, nan, "missing event code (NaN)", id_col, show_values=False)
+        )
     bad = ~nan & ~np.isin(values, list(EVENT_CODES))
     if bad.any():
         codes = ", ".join(f"{k} {v}" for k, v in EVENT_CODES.items())
-        problems.append(problem_at(df, column, bad, f"unknown event code; allowed: {codes}", id_col))
+        problems.append(
+            problem_at(df, column, bad, f"unknown event code; allowed: {codes}", id_col)
+        )
 
 
-def _check_id(df, column, problems) -> None:
+def _check_id(df, column, problems, *, allow_nan: bool) -> None:
     series = df[column]
     nan = missing_mask(series)
-    if nan.any():
+    if nan.any() and not allow_nan:
         problems.append(problem_at(df, column, nan, "missing patient id", None, show_values=False))
     dup = series.duplicated(keep=False).to_numpy() & ~nan
     if dup.any():
@@ -134,7 +167,9 @@ def _check_extra(df, column, id_col, problems, *, allow_nan: bool) -> None:
     series = df[column]
     nan = missing_mask(series)
     if nan.any() and not allow_nan:
-        problems.append(problem_at(df, column, nan, "missing value (NaN)", id_col, show_values=False))
+        problems.append(
+            problem_at(df, column, nan, "missing value (NaN)", id_col, show_values=False)
+        )
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         inf = np.isinf(series.to_numpy(dtype=float, na_value=np.nan))
         if inf.any():
@@ -174,12 +209,20 @@ def find_problems(
     required = [time_col, event_col, *([id_col] if id_col else []), *covariates, *image_cols]
     absent = [c for c in dict.fromkeys(required) if c not in df.columns]
     for column in absent:
-        problems.append(ValidationProblem(
-            column, (), f"required column is missing; the table has: {', '.join(map(str, df.columns))}"))
+        problems.append(
+            ValidationProblem(
+                column,
+                (),
+                f"required column is missing; the table has: {', '.join(map(str, df.columns))}",
+            )
+        )
     if df.index.has_duplicates:
         dup = df.index.duplicated(keep=False)
-        problems.append(ValidationProblem("<index>", tuple(df.index[dup].tolist()),
-                                          "duplicated row labels; reset the index"))
+        problems.append(
+            ValidationProblem(
+                "<index>", tuple(df.index[dup].tolist()), "duplicated row labels; reset the index"
+            )
+        )
     if len(df) == 0:
         problems.append(ValidationProblem("<table>", (), "the table has no rows"))
     if problems:
@@ -188,7 +231,7 @@ def find_problems(
     _check_time(df, time_col, id_col, problems, allow_nan=time_col in allow)
     _check_event(df, event_col, id_col, problems, allow_nan=event_col in allow)
     if id_col:
-        _check_id(df, id_col, problems)
+        _check_id(df, id_col, problems, allow_nan=id_col in allow)
     checkers = {"numeric": _check_numeric, "binary": _check_binary, "category": _check_category}
     for name, spec in COLUMN_SPECS.items():
         if name in df.columns:
@@ -199,5 +242,7 @@ def find_problems(
     for column in image_cols:
         nan = missing_mask(df[column])
         if nan.any() and column not in allow:
-            problems.append(problem_at(df, column, nan, "missing image path", id_col, show_values=False))
+            problems.append(
+                problem_at(df, column, nan, "missing image path", id_col, show_values=False)
+            )
     return problems

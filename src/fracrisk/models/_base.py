@@ -29,8 +29,10 @@ _ESTIMATORS: dict[str, type[SurvivalEstimator]] = {}
 
 
 class SurvivalEstimator:
-    """Base class of Cox-type estimators: a network from features to a log hazard ratio,
-    the preprocessing fitted with it, and a Breslow baseline hazard for absolute risk.
+    """Base class of Cox-type estimators.
+
+    An estimator is a network from features to a log hazard ratio, the preprocessing
+    fitted with it, and a Breslow baseline hazard for absolute risk.
 
     Subclasses implement ``_fit_network(x, time, event, cohort)`` and list their
     hyper-parameters in ``_params``.
@@ -75,11 +77,14 @@ class SurvivalEstimator:
         cohort = as_cohort(data)
         columns = list(covariates) if covariates is not None else cohort.default_covariates
         if not columns:
-            raise ValueError("no covariates: name them with covariates=[...] or include the "
-                             "canonical clinical columns")
+            raise ValueError(
+                "no covariates: name them with covariates=[...] or include the "
+                "canonical clinical columns"
+            )
         if cohort.n_events == 0:
-            raise ValueError("the training data hold no event (code 1); a Cox model cannot "
-                             "be fitted")
+            raise ValueError(
+                "the training data hold no event (code 1); a Cox model cannot be fitted"
+            )
         self.covariates_ = columns
         self.preprocessor_ = TabularPreprocessor(columns).fit(cohort.df)
         x = self.preprocessor_.transform(cohort.df)
@@ -93,8 +98,9 @@ class SurvivalEstimator:
         self.n_train_ = len(cohort)
         return self
 
-    def _fit_network(self, x: np.ndarray, time: np.ndarray, event: np.ndarray,
-                     cohort: Cohort) -> None:
+    def _fit_network(
+        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
+    ) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------- prediction
@@ -108,8 +114,11 @@ class SurvivalEstimator:
             df, index = data.df, data.ids
         elif isinstance(data, pd.DataFrame):
             df = data
-            index = pd.Index(df["patient_id"], name="patient_id") \
-                if "patient_id" in df.columns else df.index
+            index = (
+                pd.Index(df["patient_id"], name="patient_id")
+                if "patient_id" in df.columns
+                else df.index
+            )
         else:
             raise TypeError(f"expected a Cohort or DataFrame, got {type(data).__name__}")
         return self.preprocessor_.transform(df), index
@@ -119,8 +128,9 @@ class SurvivalEstimator:
         out = []
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
-                chunk = torch.as_tensor(x[start:start + batch_size], dtype=param.dtype,
-                                        device=param.device)
+                chunk = torch.as_tensor(
+                    x[start : start + batch_size], dtype=param.dtype, device=param.device
+                )
                 out.append(self.network_(chunk).reshape(-1).double().cpu().numpy())
         return np.concatenate(out) if out else np.empty(0)
 
@@ -133,9 +143,10 @@ class SurvivalEstimator:
         x, index = self._design(data)
         return pd.Series(self._log_hazard_array(x), index=index, name="log_hazard")
 
-    def predict_survival(self, data: Cohort | pd.DataFrame,
-                         times: Sequence[float] | np.ndarray | None = None) -> pd.DataFrame:
-        """Absolute survival from fracture :math:`S(t \\mid x)`, patients x times.
+    def predict_survival(
+        self, data: Cohort | pd.DataFrame, times: Sequence[float] | np.ndarray | None = None
+    ) -> pd.DataFrame:
+        r"""Absolute survival from fracture :math:`S(t \mid x)`, patients x times.
 
         Parameters
         ----------
@@ -158,12 +169,13 @@ class SurvivalEstimator:
         return pd.DataFrame(surv, index=index, columns=pd.Index(times, name="time (years)"))
 
     def predict_risk(self, data: Cohort | pd.DataFrame, horizon: float = 10.0) -> pd.Series:
-        """Absolute fracture risk by ``horizon`` years: :math:`1 - S(h \\mid x)`, in [0, 1]."""
+        r"""Absolute fracture risk by ``horizon`` years: :math:`1 - S(h \mid x)`, in [0, 1]."""
         if not np.isfinite(horizon) or horizon <= 0:
             raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
         surv = self.predict_survival(data, [float(horizon)])
-        return pd.Series(1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index,
-                         name=f"risk_{horizon:g}y")
+        return pd.Series(
+            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
+        )
 
     def _default_times(self) -> np.ndarray:
         years = np.arange(1.0, np.floor(self.baseline_hazard_.max_time_) + 1.0)
@@ -186,29 +198,40 @@ class SurvivalEstimator:
         from safetensors.torch import save_file
 
         self._check_fitted()
-        path = prepare_output_dir(path, overwrite=overwrite,
-                                  is_ours=lambda p: (p / _CONFIG).exists())
-        tensors = {f"network.{k}": v.detach().cpu().contiguous()
-                   for k, v in self.network_.state_dict().items()}
+        path = prepare_output_dir(
+            path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
+        )
+        tensors = {
+            f"network.{k}": v.detach().cpu().contiguous()
+            for k, v in self.network_.state_dict().items()
+        }
         for key, value in self.baseline_hazard_.state_arrays().items():
             tensors[f"baseline_hazard.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
         with atomic_path(path / _WEIGHTS) as tmp:
             save_file(tensors, str(tmp))
         import fracrisk
+
         config = {
             "format": _FORMAT,
             "estimator": type(self).__name__,
             "params": self.get_params(),
-            "head": {"name": self._head_name, "in_features": len(self.preprocessor_.feature_names_),
-                     "kwargs": self._head_kwargs(),
-                     "dtype": str(next(self.network_.parameters()).dtype).removeprefix("torch.")},
+            "head": {
+                "name": self._head_name,
+                "in_features": len(self.preprocessor_.feature_names_),
+                "kwargs": self._head_kwargs(),
+                "dtype": str(next(self.network_.parameters()).dtype).removeprefix("torch."),
+            },
             "covariates": self.covariates_,
             "preprocessor": self.preprocessor_.to_dict(),
             "n_train": self.n_train_,
             "extra": self._extra_state(),
-            "versions": {"fracrisk": fracrisk.__version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "pandas": pd.__version__,
-                         "python": platform.python_version()},
+            "versions": {
+                "fracrisk": fracrisk.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "pandas": pd.__version__,
+                "python": platform.python_version(),
+            },
         }
         atomic_write_json(path / _CONFIG, config)
         return path
@@ -233,24 +256,31 @@ def load_model(path: str | os.PathLike[str]) -> SurvivalEstimator:
             raise FileNotFoundError(f"{str(required)!r} not found: not a fracrisk model directory")
     config = json.loads(config_path.read_text())
     if config.get("format") != _FORMAT:
-        raise ValueError(f"{str(config_path)!r} has format {config.get('format')!r}, "
-                         f"expected {_FORMAT!r}")
+        raise ValueError(
+            f"{str(config_path)!r} has format {config.get('format')!r}, expected {_FORMAT!r}"
+        )
     if config["estimator"] not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {config['estimator']!r} in {str(config_path)!r}")
     model = _ESTIMATORS[config["estimator"]](**config["params"])
     tensors = load_file(str(weights_path))
-    head: nn.Module = create_head(config["head"]["name"], config["head"]["in_features"],
-                                  **config["head"]["kwargs"])
+    head: nn.Module = create_head(
+        config["head"]["name"], config["head"]["in_features"], **config["head"]["kwargs"]
+    )
     dtype = config["head"]["dtype"]
     if dtype not in ("float32", "float64"):
         raise ValueError(f"unsupported weight dtype {dtype!r} in {str(config_path)!r}")
     head = head.to(getattr(torch, dtype))
-    head.load_state_dict({k[len("network."):]: v for k, v in tensors.items()
-                          if k.startswith("network.")})
+    head.load_state_dict(
+        {k[len("network.") :]: v for k, v in tensors.items() if k.startswith("network.")}
+    )
     model.network_ = head.eval()
     model.baseline_hazard_ = BreslowBaselineHazard.from_state_arrays(
-        {k[len("baseline_hazard."):]: v.numpy() for k, v in tensors.items()
-         if k.startswith("baseline_hazard.")})
+        {
+            k[len("baseline_hazard.") :]: v.numpy()
+            for k, v in tensors.items()
+            if k.startswith("baseline_hazard.")
+        }
+    )
     model.preprocessor_ = TabularPreprocessor.from_dict(config["preprocessor"])
     model.covariates_ = config["covariates"]
     model.n_train_ = config["n_train"]

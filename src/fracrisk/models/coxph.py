@@ -71,16 +71,23 @@ class CoxPH(SurvivalEstimator):
     _params = ("ties", "penalizer", "max_iter", "tol")
     _head_name = "cox_linear"
 
-    def __init__(self, *, ties: str = "efron", penalizer: float = 0.0, max_iter: int = 100,
-                 tol: float = 1e-10) -> None:
+    def __init__(
+        self,
+        *,
+        ties: str = "efron",
+        penalizer: float = 0.0,
+        max_iter: int = 100,
+        tol: float = 1e-10,
+    ) -> None:
         if ties not in ("efron", "breslow"):
             raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
         if penalizer < 0:
             raise ValueError(f"penalizer must be >= 0, got {penalizer!r}")
         self.ties, self.penalizer, self.max_iter, self.tol = ties, penalizer, max_iter, tol
 
-    def _fit_network(self, x: np.ndarray, time: np.ndarray, event: np.ndarray,
-                     cohort: Cohort) -> None:
+    def _fit_network(
+        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
+    ) -> None:
         x_t = torch.from_numpy(x)
         t = torch.from_numpy(time)
         e = torch.from_numpy(event == 1)
@@ -110,8 +117,10 @@ class CoxPH(SurvivalEstimator):
             try:
                 step = torch.linalg.solve(hessian, grad)
             except RuntimeError as err:  # singular information: collinear covariates
-                raise ValueError("the information matrix is singular; are some covariates "
-                                 "collinear? Try penalizer > 0") from err
+                raise ValueError(
+                    "the information matrix is singular; are some covariates "
+                    "collinear? Try penalizer > 0"
+                ) from err
             decrement = float(grad @ step) / 2
             self.n_iter_ = iteration
             if decrement < self.tol:
@@ -125,13 +134,18 @@ class CoxPH(SurvivalEstimator):
                     break
                 scale /= 2
                 if scale < 1e-10:
-                    raise ValueError("Newton-Raphson could not improve the likelihood; the "
-                                     "data may be separable (try penalizer > 0)")
+                    raise ValueError(
+                        "Newton-Raphson could not improve the likelihood; the "
+                        "data may be separable (try penalizer > 0)"
+                    )
             beta, terms, nll = candidate, new_terms, new_nll
         if not converged:
-            warnings.warn(f"CoxPH did not converge in {self.max_iter} iterations "
-                          f"(half squared Newton decrement {decrement:.2e} > tol {self.tol:g})",
-                          ConvergenceWarning, stacklevel=4)
+            warnings.warn(
+                f"CoxPH did not converge in {self.max_iter} iterations "
+                f"(half squared Newton decrement {decrement:.2e} > tol {self.tol:g})",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
         x_sorted = x[terms.order]
         unpenalised = terms.linear_hessian(x_sorted)
         return beta, -float(terms.neg_log_likelihood()), unpenalised
@@ -148,16 +162,26 @@ class CoxPH(SurvivalEstimator):
         z = coef / se
         crit = stats.norm.ppf(0.975)
         self.coef_ = pd.Series(coef, index=pd.Index(names, name="covariate"), name="coef")
-        self.summary_ = pd.DataFrame({
-            "coef": coef, "exp(coef)": np.exp(coef), "se(coef)": se, "z": z,
-            "p": 2 * stats.norm.sf(np.abs(z)),
-            "coef lower 95%": coef - crit * se, "coef upper 95%": coef + crit * se,
-        }, index=pd.Index(names, name="covariate"))
+        self.summary_ = pd.DataFrame(
+            {
+                "coef": coef,
+                "exp(coef)": np.exp(coef),
+                "se(coef)": se,
+                "z": z,
+                "p": 2 * stats.norm.sf(np.abs(z)),
+                "coef lower 95%": coef - crit * se,
+                "coef upper 95%": coef + crit * se,
+            },
+            index=pd.Index(names, name="covariate"),
+        )
         self.log_likelihood_ = loglik
 
     def _extra_state(self) -> dict:
-        return {"summary": self.summary_.reset_index().to_dict(orient="list"),
-                "log_likelihood": self.log_likelihood_, "n_iter": self.n_iter_}
+        return {
+            "summary": self.summary_.reset_index().to_dict(orient="list"),
+            "log_likelihood": self.log_likelihood_,
+            "n_iter": self.n_iter_,
+        }
 
     def _load_extra_state(self, state: dict) -> None:
         self.summary_ = pd.DataFrame(state["summary"]).set_index("covariate")

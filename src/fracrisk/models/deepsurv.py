@@ -66,17 +66,44 @@ class DeepSurv(SurvivalEstimator):
         Training and validation loss per epoch.
     """
 
-    _params = ("hidden", "dropout", "norm", "activation", "learning_rate", "weight_decay",
-               "batch_size", "max_epochs", "patience", "validation_fraction", "ties",
-               "device", "mixed_precision", "seed", "progress")
+    _params = (
+        "hidden",
+        "dropout",
+        "norm",
+        "activation",
+        "learning_rate",
+        "weight_decay",
+        "batch_size",
+        "max_epochs",
+        "patience",
+        "validation_fraction",
+        "ties",
+        "device",
+        "mixed_precision",
+        "seed",
+        "progress",
+    )
     _head_name = "deepsurv"
 
-    def __init__(self, *, hidden: Sequence[int] = (32, 32), dropout: float = 0.1,
-                 norm: str = "batch", activation: str = "relu", learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 256, max_epochs: int = 300,
-                 patience: int = 20, validation_fraction: float = 0.2, ties: str = "efron",
-                 device: str = "auto", mixed_precision: bool | str = "auto", seed: int = 0,
-                 progress: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        hidden: Sequence[int] = (32, 32),
+        dropout: float = 0.1,
+        norm: str = "batch",
+        activation: str = "relu",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 256,
+        max_epochs: int = 300,
+        patience: int = 20,
+        validation_fraction: float = 0.2,
+        ties: str = "efron",
+        device: str = "auto",
+        mixed_precision: bool | str = "auto",
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {batch_size!r}")
         if not 0.0 <= validation_fraction < 1.0:
@@ -90,35 +117,57 @@ class DeepSurv(SurvivalEstimator):
         self.progress = progress
 
     def _head_kwargs(self) -> dict:
-        return {"hidden": list(self.hidden), "dropout": self.dropout, "norm": self.norm,
-                "activation": self.activation}
+        return {
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "norm": self.norm,
+            "activation": self.activation,
+        }
 
     def _loader(self, x, time, event, rows, *, shuffle: bool) -> DataLoader:
-        data = TensorDataset(torch.as_tensor(x[rows], dtype=torch.float32),
-                             torch.as_tensor(time[rows]), torch.as_tensor(event[rows]))
+        data = TensorDataset(
+            torch.as_tensor(x[rows], dtype=torch.float32),
+            torch.as_tensor(time[rows]),
+            torch.as_tensor(event[rows]),
+        )
         generator = torch.Generator().manual_seed(self.seed)
         # A last batch of one patient would break batch normalisation and carries no
         # comparable pair, so it is dropped (a different one each epoch when shuffling).
         drop_last = shuffle and len(rows) % self.batch_size == 1
-        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle,
-                          generator=generator, drop_last=drop_last)
+        return DataLoader(
+            data,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            drop_last=drop_last,
+        )
 
-    def _fit_network(self, x: np.ndarray, time: np.ndarray, event: np.ndarray,
-                     cohort: Cohort) -> None:
+    def _fit_network(
+        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
+    ) -> None:
         positions = np.arange(len(cohort))
         if self.validation_fraction > 0:
-            _, val = split_cohort(cohort, self.validation_fraction, method="stratified",
-                                  seed=self.seed)
+            _, val = split_cohort(
+                cohort, self.validation_fraction, method="stratified", seed=self.seed
+            )
             is_val = cohort.df.index.isin(val.df.index)
             train_rows, val_rows = positions[~is_val], positions[is_val]
         else:
             train_rows, val_rows = positions, None
         train_loader = self._loader(x, time, event, train_rows, shuffle=True)
-        val_loader = None if val_rows is None else \
-            self._loader(x, time, event, val_rows, shuffle=False)
-        config = TrainingConfig(learning_rate=self.learning_rate, weight_decay=self.weight_decay,
-                                max_epochs=self.max_epochs, patience=self.patience,
-                                ties=self.ties, device=self.device,
-                                mixed_precision=self.mixed_precision, progress=self.progress)
-        self.history_: TrainingHistory = train_cox_network(self.network_, train_loader,
-                                                           val_loader, config)
+        val_loader = (
+            None if val_rows is None else self._loader(x, time, event, val_rows, shuffle=False)
+        )
+        config = TrainingConfig(
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            max_epochs=self.max_epochs,
+            patience=self.patience,
+            ties=self.ties,
+            device=self.device,
+            mixed_precision=self.mixed_precision,
+            progress=self.progress,
+        )
+        self.history_: TrainingHistory = train_cox_network(
+            self.network_, train_loader, val_loader, config
+        )

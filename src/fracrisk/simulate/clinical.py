@@ -1,5 +1,6 @@
-"""A clinical-only ground-truth cohort: FRAX risk factors, BMD, hidden bone quality, and
-fracture with death as a competing event.
+r"""A clinical-only ground-truth cohort with death as a competing event.
+
+It holds FRAX risk factors, BMD, a hidden bone quality, fracture and death.
 
 Figures come from ``shared/reference/epidemiology.md`` (sources cited inline). This is the
 simple generator behind the first demo and the estimator tests; the full simulator with
@@ -7,10 +8,10 @@ physically generated images builds on :func:`draw_patients` and the hazards here
 
 Model (times in years, age in years at baseline :math:`a_0`, attained age :math:`a_0 + t`):
 
-* fracture (MOF) hazard :math:`h_F(t) = h_{F,65} \\exp(b_F (a_0 + t - 65) + \\ell_F(x, z))`,
-  Gompertz in attained age with log relative hazard :math:`\\ell_F` from the published
+* fracture (MOF) hazard :math:`h_F(t) = h_{F,65} \exp(b_F (a_0 + t - 65) + \ell_F(x, z))`,
+  Gompertz in attained age with log relative hazard :math:`\ell_F` from the published
   gradients of risk (``effects="frax"``) or a non-linear variant (``effects="nonlinear"``);
-* death hazard :math:`h_D(t) = h_{D,50} \\exp(b_D (a_0 + t - 50) + \\ell_D(x, z))`;
+* death hazard :math:`h_D(t) = h_{D,50} \exp(b_D (a_0 + t - 50) + \ell_D(x, z))`;
 * censoring by administrative end of study (staggered entry) and by loss to follow-up;
 * times recorded in whole days (so there are ties), reported in years.
 """
@@ -32,8 +33,11 @@ _BMD_REF_MEAN, _BMD_REF_SD = 0.858, 0.120
 # Prevalences, Manitoba BMD registry (Leslie et al.) [V]; alcohol raised from 0.4% to 2% so
 # that the flag is not constant in small simulated cohorts [I].
 _PREVALENCE = {
-    "parental_hip_fracture": 0.075, "current_smoking": 0.092, "glucocorticoids": 0.058,
-    "rheumatoid_arthritis": 0.029, "secondary_osteoporosis": 0.146,
+    "parental_hip_fracture": 0.075,
+    "current_smoking": 0.092,
+    "glucocorticoids": 0.058,
+    "rheumatoid_arthritis": 0.029,
+    "secondary_osteoporosis": 0.146,
     "alcohol_3_or_more_units": 0.02,
 }
 # MOF relative risks: prior fracture 1.83 (Kanis 2023 update), parental 1.54 (Kanis 2004),
@@ -41,9 +45,12 @@ _PREVALENCE = {
 # RA 1.56 (Kanis 2007), alcohol 1.38 (Kanis 2005), BMI 0.99/unit after BMD (De Laet 2005),
 # BMD 1.4 per SD decrease (Johnell 2005), hidden quality 1.3 per SD (TBS/MrOS) [V/R].
 _LOG_RR = {
-    "prior_fracture": np.log(1.83), "parental_hip_fracture": np.log(1.54),
-    "current_smoking": np.log(1.29), "glucocorticoids": np.log(2.0),
-    "rheumatoid_arthritis": np.log(1.56), "secondary_osteoporosis": np.log(1.1),
+    "prior_fracture": np.log(1.83),
+    "parental_hip_fracture": np.log(1.54),
+    "current_smoking": np.log(1.29),
+    "glucocorticoids": np.log(2.0),
+    "rheumatoid_arthritis": np.log(1.56),
+    "secondary_osteoporosis": np.log(1.1),
     "alcohol_3_or_more_units": np.log(1.38),
 }
 _LOG_RR_BMI = np.log(0.99)
@@ -51,8 +58,13 @@ _LOG_RR_BMD_SD = np.log(1.4)
 _LOG_RR_Z_SD = np.log(1.3)
 
 
-def draw_patients(n: int, rng: np.random.Generator, *, female_fraction: float = 0.7,
-                  age_range: tuple[float, float] = (50.0, 90.0)) -> pd.DataFrame:
+def draw_patients(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    female_fraction: float = 0.7,
+    age_range: tuple[float, float] = (50.0, 90.0),
+) -> pd.DataFrame:
     """Draw FRAX inputs, true BMD and the hidden bone quality ``z`` for ``n`` patients.
 
     Returns a DataFrame with the canonical clinical columns plus ``true_t_score`` and ``z``
@@ -73,24 +85,25 @@ def draw_patients(n: int, rng: np.random.Generator, *, female_fraction: float = 
     z = rho * (true_t - t_mean) / 0.95 + np.sqrt(1 - rho**2) * rng.normal(size=n)
     # DXA precision error ~0.015 g/cm2 (1.5-2% CV) [I].
     bmd = np.clip(_BMD_REF_MEAN + _BMD_REF_SD * true_t + rng.normal(0.0, 0.015, n), 0.2, 1.6)
-    df = pd.DataFrame({
-        "age": np.round(age, 1),
-        "sex": np.where(female, "F", "M"),
-        "bmi": np.round(bmi, 1),
-        "prior_fracture": prior.astype(np.int64),
-    })
+    df = pd.DataFrame(
+        {
+            "age": np.round(age, 1),
+            "sex": np.where(female, "F", "M"),
+            "bmi": np.round(bmi, 1),
+            "prior_fracture": prior.astype(np.int64),
+        }
+    )
     for name, p in _PREVALENCE.items():
         df[name] = (rng.random(n) < p).astype(np.int64)
     df["femoral_neck_bmd"] = np.round(bmd, 3)
-    df["femoral_neck_t_score"] = np.round((df["femoral_neck_bmd"] - _BMD_REF_MEAN)
-                                          / _BMD_REF_SD, 2)
+    df["femoral_neck_t_score"] = np.round((df["femoral_neck_bmd"] - _BMD_REF_MEAN) / _BMD_REF_SD, 2)
     df["true_t_score"] = true_t
     df["z"] = z
     return df
 
 
 def fracture_log_relative_hazard(patients: pd.DataFrame, effects: str = "frax") -> np.ndarray:
-    """Log relative fracture hazard :math:`\\ell_F(x, z)` (without the age term).
+    r"""Log relative fracture hazard :math:`\ell_F(x, z)` (without the age term).
 
     ``"frax"``: log-linear in the published gradients of risk. ``"nonlinear"``: the same
     factors, but BMD acts through a threshold (flat above T = -1, steep below) whose
@@ -105,8 +118,8 @@ def fracture_log_relative_hazard(patients: pd.DataFrame, effects: str = "frax") 
     age = patients["age"].to_numpy()
     if effects == "frax":
         return lin - _LOG_RR_BMD_SD * (t + 1.5) + _LOG_RR_BMI * (bmi - 27.3)
-    deficit = np.clip(-1.0 - t, 0.0, None)  # T-score below -1
-    steepness = 1.1 * (1.0 + 0.6 * (70.0 - age) / 20.0)
+    deficit = np.clip(-1.0 - t, 0.0, 3.0)  # T-score below -1, saturating at -4
+    steepness = 0.9 * (1.0 + 0.5 * (70.0 - age) / 20.0)
     u_bmi = 0.015 * (bmi - 26.0) ** 2 - 0.3
     return lin + steepness * deficit - 0.7 + u_bmi
 
@@ -120,8 +133,7 @@ def _gompertz_cumhaz(scale, slope, t):
     return scale * np.expm1(slope * t) / slope
 
 
-def _true_risks(h_f, b_f, h_d, b_d, horizons, steps: int = 400,
-                chunk: int = 20000) -> np.ndarray:
+def _true_risks(h_f, b_f, h_d, b_d, horizons, steps: int = 400, chunk: int = 20000) -> np.ndarray:
     r"""Cumulative incidence of fracture with competing death at ``horizons``, shape (n, k).
 
     :math:`F(\tau) = \int_0^\tau h_F(u) \exp(-H_F(u) - H_D(u))\,du` by the trapezoid rule
@@ -134,19 +146,36 @@ def _true_risks(h_f, b_f, h_d, b_d, horizons, steps: int = 400,
         part = slice(start, start + chunk)
         f, bf = h_f[part, None], b_f[part, None]
         d, bd = h_d[part, None], b_d[part, None]
-        dens = f * np.exp(bf * grid) * np.exp(-_gompertz_cumhaz(f, bf, grid)
-                                              - _gompertz_cumhaz(d, bd, grid))
-        cif = np.concatenate([np.zeros((dens.shape[0], 1)),
-                              np.cumsum((dens[:, 1:] + dens[:, :-1]) / 2 * np.diff(grid), 1)], 1)
+        dens = (
+            f
+            * np.exp(bf * grid)
+            * np.exp(-_gompertz_cumhaz(f, bf, grid) - _gompertz_cumhaz(d, bd, grid))
+        )
+        cif = np.concatenate(
+            [
+                np.zeros((dens.shape[0], 1)),
+                np.cumsum((dens[:, 1:] + dens[:, :-1]) / 2 * np.diff(grid), 1),
+            ],
+            1,
+        )
         for k, horizon in enumerate(horizons):
-            out[part, k] = np.array([np.interp(horizon, grid, row) for row in cif]) \
-                if horizon not in grid else cif[:, int(np.flatnonzero(grid == horizon)[0])]
+            out[part, k] = (
+                np.array([np.interp(horizon, grid, row) for row in cif])
+                if horizon not in grid
+                else cif[:, int(np.flatnonzero(grid == horizon)[0])]
+            )
     return out
 
 
-def clinical_cohort(n: int = 5000, *, seed: int = 0, effects: str = "frax",
-                    female_fraction: float = 0.7, max_follow_up: float = 10.0,
-                    loss_rate: float = 0.03) -> Cohort:
+def clinical_cohort(
+    n: int = 5000,
+    *,
+    seed: int = 0,
+    effects: str = "frax",
+    female_fraction: float = 0.7,
+    max_follow_up: float = 10.0,
+    loss_rate: float = 0.03,
+) -> Cohort:
     """Simulate a clinical fracture cohort with known truth.
 
     Parameters
@@ -184,15 +213,21 @@ def clinical_cohort(n: int = 5000, *, seed: int = 0, effects: str = "frax",
     # Fracture: FRAX UK implies MOF hazard ~3.6/1,000 at 50 rising to ~19/1,000 at 80 in
     # women [I]; part of the rise comes through falling BMD, so the age slope is smaller.
     b_f = np.where(female, 0.038, 0.030)
-    log_h_f = np.log(np.where(female, 0.0085, 0.0052)) + b_f * (age - 65) \
+    log_h_f = (
+        np.log(np.where(female, 0.0085, 0.0052))
+        + b_f * (age - 65)
         + fracture_log_relative_hazard(patients, effects)
+    )
     # Death: Gompertz h50 0.003 (women) / 0.005 (men), slope 0.09 / 0.085 [I]; smoking,
     # glucocorticoids and poor bone quality raise it (TBS: HR 1.20 per SD for death [V]).
     b_d = np.where(female, 0.09, 0.085)
-    log_h_d = np.log(np.where(female, 0.003, 0.005)) + b_d * (age - 50) \
-        + np.log(1.8) * patients["current_smoking"].to_numpy() \
-        + np.log(1.5) * patients["glucocorticoids"].to_numpy() \
+    log_h_d = (
+        np.log(np.where(female, 0.003, 0.005))
+        + b_d * (age - 50)
+        + np.log(1.8) * patients["current_smoking"].to_numpy()
+        + np.log(1.5) * patients["glucocorticoids"].to_numpy()
         - np.log(1.2) * patients["z"].to_numpy()
+    )
     h_f, h_d = np.exp(log_h_f), np.exp(log_h_d)
 
     t_fracture = _gompertz_time(rng, h_f, b_f, n)
@@ -207,14 +242,22 @@ def clinical_cohort(n: int = 5000, *, seed: int = 0, effects: str = "frax",
 
     clinical = patients.drop(columns=["true_t_score", "z"])
     clinical.insert(0, "patient_id", [f"P{i:06d}" for i in range(n)])
-    clinical.insert(1, "entry_date", pd.Timestamp("2010-01-01")
-                    + pd.to_timedelta(np.floor(entry * _DAYS_PER_YEAR), unit="D"))
+    clinical.insert(
+        1,
+        "entry_date",
+        pd.Timestamp("2010-01-01") + pd.to_timedelta(np.floor(entry * _DAYS_PER_YEAR), unit="D"),
+    )
     clinical["time"] = days / _DAYS_PER_YEAR
     clinical["event"] = event
     risks = _true_risks(h_f, b_f, h_d, b_d, [2.0, 5.0, 10.0])
-    truth = pd.DataFrame({
-        "true_log_hazard": log_h_f, "risk_2y": risks[:, 0], "risk_5y": risks[:, 1],
-        "risk_10y": risks[:, 2], "z": patients["z"].to_numpy(),
-        "true_t_score": patients["true_t_score"].to_numpy(),
-    })
+    truth = pd.DataFrame(
+        {
+            "true_log_hazard": log_h_f,
+            "risk_2y": risks[:, 0],
+            "risk_5y": risks[:, 1],
+            "risk_10y": risks[:, 2],
+            "z": patients["z"].to_numpy(),
+            "true_t_score": patients["true_t_score"].to_numpy(),
+        }
+    )
     return Cohort(clinical, truth=truth, source=f"clinical_cohort(n={n}, seed={seed})")
