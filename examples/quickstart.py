@@ -4,7 +4,7 @@ Run with ``.venv/bin/python examples/quickstart.py``.
 """
 
 from fracrisk import CoxPH, DeepSurv, load_model
-from fracrisk.metrics import harrell_c
+from fracrisk.metrics import bootstrap, calibration, compare, harrell_c, uno_c
 from fracrisk.simulate import clinical_cohort
 
 
@@ -20,6 +20,23 @@ def main(n: int = 4000) -> None:
     for name, model in {"CoxPH": cox, "DeepSurv": deep}.items():
         c = harrell_c(test.time, test.event, model.predict_log_hazard(test).to_numpy())
         print(f"{name}: held-out Harrell C = {c:.3f}")
+
+    print(
+        "Uno C (95% CI):",
+        bootstrap(uno_c, test.time, test.event, deep.predict_log_hazard(test), tau=5),
+    )
+    print(
+        compare(
+            uno_c,
+            test.time,
+            test.event,
+            cox.predict_log_hazard(test),
+            deep.predict_log_hazard(test),
+            tau=5,
+        )
+    )
+    calib = calibration(test.time, test.event, deep.predict_risk(test, 5), horizon=5)
+    print(f"O/E {calib.observed_expected:.2f}, slope {calib.slope:.2f}, ICI {calib.ici:.3f}")
 
     curves = cox.predict_survival(test, times=[1, 2, 5])  # patients x years
     print(curves.head())

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 DAYS_PER_YEAR = 365.25
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per test worker: two workers each spinning two threads on two cores
+    # slow small-network training down by an order of magnitude.
+    torch.set_num_threads(1)
 
 
 def _dummies(x: pd.DataFrame) -> pd.DataFrame:

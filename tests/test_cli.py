@@ -11,7 +11,8 @@ from fracrisk.cli import main
 
 def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["demo", "--out", str(out), "--n", "2500", "--no-progress"]) == 0
+    args = ["demo", "--out", str(out), "--n", "2500", "--bootstrap", "50", "--no-progress"]
+    assert main(args) == 0
     names = {p.name for p in out.iterdir()}
     assert {
         "report.md",
@@ -19,14 +20,19 @@ def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
         "predictions.csv",
         "survival_curves.png",
         "calibration.png",
+        "decision_curve.png",
+        "metrics.csv",
         "cohort.parquet",
         "models",
     } <= names
     run = json.loads((out / "run.json").read_text())
-    assert 0.6 < run["c_index"]["CoxPH"] < 0.9
-    assert set(run["c_index"]) == {"truth (oracle)", "CoxPH", "DeepSurv"}
-    assert "held-out Harrell C" in capsys.readouterr().out
-    assert main(["demo", "--out", str(out), "--n", "2500", "--no-progress"]) == 2
+    models = [row["model"] for row in run["metrics"]]
+    assert models == ["CoxPH", "DeepSurv", "truth (oracle)"]
+    harrell = float(run["metrics"][0]["Harrell C (95% CI)"].split()[0])
+    assert 0.6 < harrell < 0.9
+    assert 0.8 < run["calibration"]["CoxPH"]["O/E"] < 1.25
+    assert "DeepSurv vs CoxPH" in capsys.readouterr().out
+    assert main(args) == 2
     assert "overwrite" in capsys.readouterr().err
 
 

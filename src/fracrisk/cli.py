@@ -34,6 +34,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing demo output directory"
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for confidence intervals (default 1000)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -46,6 +52,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         n=args.n,
         seed=args.seed,
         horizon=args.horizon,
+        n_boot=args.bootstrap,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )

@@ -1,8 +1,9 @@
 """The end-to-end demo on the embedded simulator: ``fracrisk demo`` / ``make demo``.
 
 Simulate a cohort -> temporal split -> fit CoxPH and DeepSurv on the FRAX inputs ->
-absolute survival curves -> held-out C-index and calibration -> a report with plots. It
-grows with the package (image encoders, the FRAX-style baseline, bootstrap CIs).
+absolute survival curves -> discrimination with bootstrap CIs, a paired comparison,
+calibration and decision curves on held-out patients -> a report with plots. It grows with
+the package (image encoders, the FRAX-style baseline).
 """
 
 from __future__ import annotations
@@ -16,15 +17,24 @@ import pandas as pd
 
 from fracrisk._io import atomic_path, atomic_write_json, prepare_output_dir
 from fracrisk.data.cohort import Cohort
-from fracrisk.metrics import harrell_c
+from fracrisk.metrics import (
+    bootstrap,
+    calibration,
+    compare,
+    cumulative_dynamic_auc,
+    harrell_c,
+    integrated_brier_score,
+    net_benefit,
+    uno_c,
+)
 from fracrisk.models import CoxPH, DeepSurv
 from fracrisk.models._base import SurvivalEstimator
-from fracrisk.nonparametric import kaplan_meier
 from fracrisk.simulate import clinical_cohort
 
-__all__ = ["DemoResult", "calibration_by_decile", "run_demo"]
+__all__ = ["DemoResult", "run_demo"]
 
 _MARKER = "run.json"
+_TRUTH = "truth (oracle)"
 
 
 @dataclass
@@ -34,36 +44,63 @@ class DemoResult:
     out_dir: Path
     n_train: int
     n_test: int
-    c_index: dict[str, float] = field(default_factory=dict)
-    mean_risk_5y: dict[str, float] = field(default_factory=dict)
+    metrics: pd.DataFrame
+    comparison: str
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def calibration_by_decile(
-    risk: np.ndarray, time: np.ndarray, event: np.ndarray, horizon: float, groups: int = 10
-) -> pd.DataFrame:
-    """Mean predicted risk vs Kaplan-Meier observed risk by ``horizon``, per risk group.
+def _evaluate(
+    models: dict[str, SurvivalEstimator],
+    train: Cohort,
+    test: Cohort,
+    horizon: float,
+    n_boot: int,
+    seed: int,
+    log,
+) -> tuple[pd.DataFrame, dict, str]:
+    """Every metric for every model (and the simulator's truth) on the test patients."""
+    t, e = test.time, test.event
+    censoring = {"train_time": train.time, "train_event": train.event}
+    auc_times = np.array([1.0, 2.0, horizon])
+    grid = np.arange(0.25, horizon + 1e-9, 0.25)
+    scores = {name: m.predict_log_hazard(test).to_numpy() for name, m in models.items()}
+    scores[_TRUTH] = test.truth["true_log_hazard"].to_numpy()
+    risks = {name: m.predict_risk(test, horizon).to_numpy() for name, m in models.items()}
+    risks[_TRUTH] = test.truth[f"risk_{horizon:g}y"].to_numpy()
+    rows, calibrations = [], {}
+    for name, score in scores.items():
+        log(f"      {name}: bootstrap CIs ({n_boot} resamples) ...")
+        harrell = bootstrap(harrell_c, t, e, score, n=n_boot, seed=seed)
+        uno = bootstrap(uno_c, t, e, score, n=n_boot, seed=seed, tau=horizon, **censoring)
+        auc, mean_auc = cumulative_dynamic_auc(t, e, score, auc_times, **censoring)
+        calibrations[name] = calibration(t, e, risks[name], horizon)
+        row = {
+            "model": name,
+            "Harrell C (95% CI)": _with_ci(harrell),
+            f"Uno C, tau {horizon:g} y (95% CI)": _with_ci(uno),
+            **{f"AUC({x:g} y)": round(float(a), 3) for x, a in zip(auc_times, auc, strict=True)},
+            "mean AUC": round(mean_auc, 3),
+        }
+        if name in models:
+            surv = models[name].predict_survival(test, grid).to_numpy()
+            row["IBS"] = round(integrated_brier_score(t, e, surv, grid, **censoring), 4)
+        rows.append(row)
+    comparison = compare(
+        uno_c,
+        t,
+        e,
+        scores["CoxPH"],
+        scores["DeepSurv"],
+        n=n_boot,
+        seed=seed,
+        tau=horizon,
+        **censoring,
+    )
+    return pd.DataFrame(rows), calibrations, f"DeepSurv vs CoxPH, Uno C: {comparison}"
 
-    Groups are quantiles of the predicted risk. Observed risk is ``1 - KM(horizon)`` with
-    competing events censored, matching the cause-specific risk the Cox models predict.
-    """
-    edges = np.quantile(risk, np.linspace(0, 1, groups + 1))
-    group = np.clip(np.searchsorted(edges, risk, side="right") - 1, 0, groups - 1)
-    rows = []
-    for g in range(groups):
-        member = group == g
-        if not member.any():
-            continue
-        _, surv = kaplan_meier(time[member], event[member], times=[horizon])
-        rows.append(
-            {
-                "group": g + 1,
-                "n": int(member.sum()),
-                "predicted": float(risk[member].mean()),
-                "observed": float(1 - surv[0]),
-            }
-        )
-    return pd.DataFrame(rows)
+
+def _with_ci(result) -> str:
+    return f"{result.estimate:.3f} ({result.lower:.3f}-{result.upper:.3f})"
 
 
 def _plot_curves(
@@ -74,15 +111,13 @@ def _plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    times = np.linspace(
-        0.0, min(10.0, max(m.baseline_hazard_.max_time_ for m in models.values())), 121
-    )
+    last = min(10.0, max(m.baseline_hazard_.max_time_ for m in models.values()))
+    times = np.linspace(0.0, last, 121)
     subset = cohort._with_rows(patients)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     lowest = 1.0
     colours = plt.get_cmap("tab10").colors
-    styles = ["-", "--", ":"]
-    for (name, model), style in zip(models.items(), styles, strict=False):
+    for (name, model), style in zip(models.items(), ["-", "--", ":"], strict=False):
         surv = model.predict_survival(subset, times=times)
         lowest = min(lowest, float(surv.to_numpy().min()))
         for k, (_, row) in enumerate(surv.iterrows()):
@@ -92,45 +127,63 @@ def _plot_curves(
                 where="post",
                 linestyle=style,
                 color=colours[k % 10],
-                label=f"{name}" if k == 0 else None,
+                label=name if k == 0 else None,
             )
-    if subset.truth is not None:
-        for k, (_, row) in enumerate(subset.truth.iterrows()):
-            ax.plot(
-                [2, 5, 10],
-                1 - row[["risk_2y", "risk_5y", "risk_10y"]].to_numpy(float),
-                "o",
-                color=colours[k % 10],
-                label="true (competing death)" if k == 0 else None,
-            )
+    for k, (_, row) in enumerate(subset.truth.iterrows()):
+        ax.plot(
+            [2, 5, 10],
+            1 - row[["risk_2y", "risk_5y", "risk_10y"]].to_numpy(float),
+            "o",
+            color=colours[k % 10],
+            label="truth (death competing)" if k == 0 else None,
+        )
     ax.set_xlabel("years since baseline")
     ax.set_ylabel("probability of no fracture")
     ax.set_title("Per-patient survival curves (one colour per patient)")
     ax.set_ylim(max(0.0, lowest - 0.05), 1.005)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
-def _plot_calibration(path: Path, tables: dict[str, pd.DataFrame], horizon: float) -> None:
+def _plot_calibration(path: Path, calibrations: dict, horizon: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    top = max(max(t["predicted"].max(), t["observed"].max()) for t in tables.values()) * 1.1
-    ax.plot([0, top], [0, top], color="grey", linewidth=1, label="perfect calibration")
-    for name, table in tables.items():
-        ax.plot(table["predicted"], table["observed"], "o-", label=name)
-    ax.set_xlabel(f"predicted {horizon:g}-year fracture risk")
-    ax.set_ylabel(f"observed {horizon:g}-year risk (Kaplan-Meier)")
-    ax.set_title("Calibration by risk decile, held-out patients")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    for name, result in calibrations.items():
+        result.plot(ax, label=name)
+    ax.set_title(f"Calibration at {horizon:g} years, held-out patients")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_decision(path: Path, curves: dict[str, pd.DataFrame], horizon: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    first = next(iter(curves.values()))
+    ax.plot(first["threshold"], first["treat_all"], color="grey", label="treat all")
+    ax.axhline(0, color="black", linewidth=1, label="treat none")
+    for name, curve in curves.items():
+        ax.plot(curve["threshold"], curve["model"], label=name)
+    ax.set_ylim(-0.01, max(0.01, float(first["treat_all"].max()) * 1.3))
+    ax.set_xlabel(f"treatment threshold ({horizon:g}-year risk)")
+    ax.set_ylabel("net benefit")
+    ax.set_title("Decision curves, held-out patients")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -143,6 +196,7 @@ def run_demo(
     n: int = 8000,
     seed: int = 0,
     horizon: float = 5.0,
+    n_boot: int = 1000,
     overwrite: bool = False,
     progress: bool = True,
     log=print,
@@ -150,7 +204,8 @@ def run_demo(
     """Run the demo and write its outputs under ``out_dir``; returns what it measured.
 
     Outputs: ``cohort.parquet`` (+ truth), ``models/``, ``predictions.csv``,
-    ``survival_curves.png``, ``calibration.png``, ``report.md`` and ``run.json``.
+    ``metrics.csv``, ``survival_curves.png``, ``calibration.png``, ``decision_curve.png``,
+    ``report.md`` and ``run.json``. An existing run is replaced only with ``overwrite``.
     """
     out = prepare_output_dir(out_dir, overwrite=overwrite, is_ours=lambda p: (p / _MARKER).exists())
     seconds: dict[str, float] = {}
@@ -178,51 +233,60 @@ def run_demo(
     for name, model in models.items():
         model.save(out / "models" / name.lower())
 
-    log("[4/5] predicting absolute risks and survival curves ...")
-    c_index = {
-        "truth (oracle)": harrell_c(test.time, test.event, test.truth["true_log_hazard"].to_numpy())
-    }
+    log("[4/5] evaluating on held-out patients ...")
+    t0 = time.perf_counter()
+    table, calibrations, comparison = _evaluate(models, train, test, horizon, n_boot, seed, log)
+    seconds["evaluate"] = time.perf_counter() - t0
     predictions = pd.DataFrame(index=test.ids)
-    tables, mean_risk = {}, {}
     for name, model in models.items():
-        log_hazard = model.predict_log_hazard(test)
-        risk = model.predict_risk(test, horizon=horizon)
-        c_index[name] = harrell_c(test.time, test.event, log_hazard.to_numpy())
-        predictions[f"{name}_log_hazard"] = log_hazard.to_numpy()
-        predictions[f"{name}_risk_{horizon:g}y"] = risk.to_numpy()
-        tables[name] = calibration_by_decile(risk.to_numpy(), test.time, test.event, horizon)
-        mean_risk[name] = float(risk.mean())
-    _, km = kaplan_meier(test.time, test.event, times=[horizon])
-    mean_risk["observed (Kaplan-Meier)"] = float(1 - km[0])
+        predictions[f"{name}_log_hazard"] = model.predict_log_hazard(test).to_numpy()
+        predictions[f"{name}_risk_{horizon:g}y"] = model.predict_risk(test, horizon).to_numpy()
     predictions[f"true_risk_{horizon:g}y"] = test.truth[f"risk_{horizon:g}y"].to_numpy()
     with atomic_path(out / "predictions.csv") as tmp:
         predictions.to_csv(tmp)
+    with atomic_path(out / "metrics.csv") as tmp:
+        table.to_csv(tmp, index=False)
 
     log("[5/5] writing plots and report ...")
-    # five patients spread over the predicted risk: the 5th, 25th, 50th, 75th, 95th centile
     ranked = np.argsort(predictions["CoxPH_log_hazard"].to_numpy())
-    examples = test.df.index[
-        ranked[(np.array([0.05, 0.25, 0.5, 0.75, 0.95]) * (len(test) - 1)).astype(int)]
-    ]
-    _plot_curves(out / "survival_curves.png", models, test, examples)
-    _plot_calibration(out / "calibration.png", tables, horizon)
+    centiles = (np.array([0.05, 0.25, 0.5, 0.75, 0.95]) * (len(test) - 1)).astype(int)
+    _plot_curves(out / "survival_curves.png", models, test, test.df.index[ranked[centiles]])
+    _plot_calibration(out / "calibration.png", calibrations, horizon)
+    thresholds = np.linspace(0.01, 0.4, 40)
+    curves = {
+        name: net_benefit(
+            test.time, test.event, predictions[f"{name}_risk_{horizon:g}y"], horizon, thresholds
+        )
+        for name in models
+    }
+    _plot_decision(out / "decision_curve.png", curves, horizon)
     seconds["total"] = time.perf_counter() - start
-    result = DemoResult(out, len(train), len(test), c_index, mean_risk, seconds)
-    _write_report(out, result, cohort, test, tables, horizon, models)
+    result = DemoResult(out, len(train), len(test), table, comparison, seconds)
+    _write_report(out, result, cohort, test, calibrations, horizon, models)
     atomic_write_json(
         out / _MARKER,
         {
             "n": n,
             "seed": seed,
             "horizon": horizon,
-            "c_index": c_index,
-            "mean_risk": mean_risk,
+            "n_boot": n_boot,
+            "metrics": table.to_dict(orient="records"),
+            "comparison": comparison,
+            "calibration": {
+                k: {
+                    "O/E": c.observed_expected,
+                    "slope": c.slope,
+                    "intercept": c.intercept,
+                    "ICI": c.ici,
+                }
+                for k, c in calibrations.items()
+            },
             "seconds": seconds,
         },
     )
     log("")
-    log("held-out Harrell C: " + ", ".join(f"{k} {v:.3f}" for k, v in c_index.items()))
-    log(f"mean {horizon:g}-year risk: " + ", ".join(f"{k} {v:.3f}" for k, v in mean_risk.items()))
+    log(table.to_string(index=False))
+    log(comparison)
     log(f"report: {out / 'report.md'}")
     return result
 
@@ -232,16 +296,32 @@ def _write_report(
     result: DemoResult,
     cohort: Cohort,
     test: Cohort,
-    tables: dict[str, pd.DataFrame],
+    calibrations: dict,
     horizon: float,
     models: dict[str, SurvivalEstimator],
 ) -> None:
     counts = np.bincount(cohort.event, minlength=3)
+    calib = pd.DataFrame(
+        [
+            {
+                "model": k,
+                "observed": round(c.observed, 4),
+                "mean predicted": round(c.expected, 4),
+                "O/E": round(c.observed_expected, 3),
+                "intercept": round(c.intercept, 3),
+                "slope": round(c.slope, 3),
+                "ICI": round(c.ici, 4),
+                "E90": round(c.e90, 4),
+            }
+            for k, c in calibrations.items()
+        ]
+    )
     lines = [
         "# fracrisk demo report",
         "",
         "Simulated clinical cohort (`fracrisk.simulate.clinical_cohort`, non-linear effects), "
-        "temporal split by entry date (the last 30% of entrants are the test set).",
+        "temporal split by entry date (the last 30% of entrants are the test set). "
+        "Machine: this run's; timings below.",
         "",
         f"- patients: {len(cohort)} ({result.n_train} train / {result.n_test} test)",
         f"- events: {counts[1]} fractures, {counts[2]} deaths (competing), "
@@ -250,33 +330,33 @@ def _write_report(
         "",
         "## Discrimination on held-out patients",
         "",
-        "| model | Harrell C |",
-        "|---|---|",
-        *[f"| {k} | {v:.3f} |" for k, v in result.c_index.items()],
+        _markdown_table(result.metrics),
         "",
-        "Harrell's C treats competing death as censoring (cause-specific). Bootstrap CIs and "
-        "time-dependent metrics come with the evaluation suite.",
+        f"Paired bootstrap: {result.comparison}.",
+        "",
+        "Concordance treats competing death as censoring (cause-specific). Uno's C and the "
+        "AUC weight by the censoring distribution of the training data. 95% intervals are "
+        "percentile bootstrap intervals.",
         "",
         f"## Calibration at {horizon:g} years",
         "",
-        "| model | mean predicted | observed (KM) |",
-        "|---|---|---|",
-        *[
-            f"| {k} | {result.mean_risk_5y[k]:.4f} | "
-            f"{result.mean_risk_5y['observed (Kaplan-Meier)']:.4f} |"
-            for k in models
-        ],
+        _markdown_table(calib),
         "",
-        "The models estimate the cause-specific risk (death censored), so the observed "
-        "column is 1 - Kaplan-Meier with deaths censored.",
+        "Observed risk is the Aalen-Johansen cumulative incidence, with death competing. "
+        "CoxPH and DeepSurv treat death as censoring, so they estimate the cause-specific "
+        "risk, which exceeds the absolute risk where mortality is high (compare their O/E "
+        "with the truth's, which is computed with death competing). The FRAX-style refit "
+        "with competing mortality is on the roadmap.",
         "",
         "![calibration](calibration.png)",
+        "",
+        "![decision curve](decision_curve.png)",
         "",
         "![survival curves](survival_curves.png)",
         "",
     ]
-    for name, table in tables.items():
-        lines += [f"### {name}: by risk decile", "", _markdown_table(table.round(4)), ""]
+    for name, c in calibrations.items():
+        lines += [f"### {name}: by risk decile", "", _markdown_table(c.table.round(4)), ""]
     lines += [
         "## CoxPH coefficients (log hazard ratio per unit)",
         "",

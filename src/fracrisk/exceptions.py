@@ -13,6 +13,7 @@ __all__ = [
     "CohortValidationError",
     "DataWarning",
     "FracriskWarning",
+    "NoComparablePairsError",
     "NotFittedError",
     "ValidationProblem",
 ]
@@ -24,6 +25,10 @@ class FracriskWarning(UserWarning):
 
 class DataWarning(FracriskWarning):
     """Something in the data was changed or is suspicious (rows dropped, values imputed, ...)."""
+
+
+class NoComparablePairsError(ValueError):
+    """No pair of patients can be compared (e.g. every patient is censored)."""
 
 
 class NotFittedError(ValueError, AttributeError):

@@ -1,4 +1,4 @@
-r"""Non-parametric estimators: Kaplan-Meier survival.
+r"""Non-parametric estimators: Kaplan-Meier survival and Aalen-Johansen cumulative incidence.
 
 The Kaplan-Meier estimator is
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fracrisk.metrics._checks import check_survival_inputs
+from fracrisk._checks import check_survival_inputs
 
-__all__ = ["kaplan_meier"]
+__all__ = ["aalen_johansen", "kaplan_meier", "observed_risk"]
 
 
 def kaplan_meier(time, event, *, times=None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +60,66 @@ def kaplan_meier(time, event, *, times=None) -> tuple[np.ndarray, np.ndarray]:
     query = np.asarray(times, dtype=np.float64)
     index = np.searchsorted(event_times, query, side="right")
     return query, np.concatenate([[1.0], survival])[index]
+
+
+def aalen_johansen(time, event, *, times) -> np.ndarray:
+    r"""Aalen-Johansen cumulative incidence of the event coded 1, with code 2 competing.
+
+    .. math::
+        \hat F_1(t) = \sum_{k:\, t_k \le t} \hat S(t_k-) \, \frac{d_{1k}}{n_k},
+
+    with :math:`\hat S` the Kaplan-Meier estimate of being free of *any* event (codes 1
+    and 2), :math:`d_{1k}` the events of code 1 at :math:`t_k` and :math:`n_k` at risk.
+    Unlike :math:`1 - \hat S_{KM}` with competing events censored, it does not
+    overstate the risk when death removes patients before they can fracture.
+
+    Parameters
+    ----------
+    time, event : array-like, shape = (n_patients,)
+        Follow-up in years; event code 0, 1 or 2.
+    times : array-like
+        Evaluation times in years.
+
+    Returns
+    -------
+    ndarray
+        :math:`\hat F_1` at ``times``.
+
+    Examples
+    --------
+    >>> aalen_johansen([1.0, 2.0, 3.0, 4.0], [2, 1, 0, 1], times=[2.5, 4.0]).round(4).tolist()
+    [0.25, 0.75]
+    """
+    t, e, _ = check_survival_inputs(time, event, np.zeros(len(np.asarray(time))))
+    distinct, inverse = np.unique(t, return_inverse=True)
+    d1 = np.bincount(inverse, weights=e == 1, minlength=len(distinct))
+    d_any = np.bincount(inverse, weights=e != 0, minlength=len(distinct))
+    leaving = np.bincount(inverse, minlength=len(distinct))
+    at_risk = len(t) - np.concatenate([[0], np.cumsum(leaving)[:-1]])
+    surv_after = np.cumprod(1.0 - d_any / at_risk)
+    surv_before = np.concatenate([[1.0], surv_after[:-1]])
+    cif = np.cumsum(surv_before * d1 / at_risk)
+    index = np.searchsorted(distinct, np.asarray(times, dtype=np.float64), side="right")
+    return np.concatenate([[0.0], cif])[index]
+
+
+def observed_risk(time, event, horizon: float, *, carry_forward: bool = False) -> float:
+    """Observed risk of the event coded 1 by ``horizon`` years.
+
+    Aalen-Johansen when any competing event (code 2) is present, else
+    ``1 - Kaplan-Meier``. The horizon must not exceed the last follow-up time, unless
+    ``carry_forward`` (used for subgroups of a sample that reaches the horizon): then the
+    estimate after the subgroup's last follow-up is its last value.
+    """
+    t = np.asarray(time, dtype=np.float64)
+    if not np.isfinite(horizon) or horizon <= 0:
+        raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
+    if horizon > t.max() and not carry_forward:
+        raise ValueError(
+            f"horizon {horizon:g} is beyond the last follow-up ({t.max():g} years): "
+            "the observed risk is unknown there"
+        )
+    e = np.asarray(event)
+    if np.any(e == 2):
+        return float(aalen_johansen(t, e, times=[horizon])[0])
+    return float(1.0 - kaplan_meier(t, e, times=[horizon])[1][0])

@@ -26,7 +26,7 @@ def test_deepsurv_beats_linear_cox_on_a_nonlinear_hazard(nonlinear_split):
     c_cox = harrell_c(test.time, test.event, cox.predict_log_hazard(test).to_numpy())
     c_deep = harrell_c(test.time, test.event, deep.predict_log_hazard(test).to_numpy())
     c_true = harrell_c(test.time, test.event, test.truth["true_log_hazard"].to_numpy())
-    # measured with this seed: Cox 0.715, DeepSurv 0.752, truth 0.779
+    # measured with this seed: Cox 0.719, DeepSurv 0.752, truth 0.779
     assert c_deep - c_cox > 0.02, (c_cox, c_deep)
     assert c_deep < c_true + 0.01
     assert deep.history_.best_epoch >= 0

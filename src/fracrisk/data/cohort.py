@@ -209,8 +209,15 @@ class Cohort:
 
     @property
     def default_covariates(self) -> list[str]:
-        """Covariates a model uses when none are named: the clinical columns plus extras."""
-        return list(dict.fromkeys([*self.clinical_columns, *self.covariates]))
+        """Covariates a model uses when none are named: the clinical columns plus extras.
+
+        The femoral-neck T-score is a linear transform of the BMD (FRAX takes either),
+        so when both are present only the T-score is used: together they are collinear.
+        """
+        columns = self.clinical_columns
+        if "femoral_neck_t_score" in columns and "femoral_neck_bmd" in columns:
+            columns.remove("femoral_neck_bmd")
+        return list(dict.fromkeys([*columns, *self.covariates]))
 
     @property
     def time(self) -> np.ndarray:

@@ -146,6 +146,13 @@ class CoxPH(SurvivalEstimator):
                 ConvergenceWarning,
                 stacklevel=4,
             )
+        if float(beta.abs().max()) > 20:  # hazard ratio > e^20 per SD: not a real estimate
+            warnings.warn(
+                "CoxPH coefficients are diverging (|beta| > 20 per SD): the events may be "
+                "perfectly separated by a covariate (monotone likelihood); use penalizer > 0",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
         x_sorted = x[terms.order]
         unpenalised = terms.linear_hessian(x_sorted)
         return beta, -float(terms.neg_log_likelihood()), unpenalised
