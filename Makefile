@@ -20,12 +20,12 @@ demo: $(STAMP)
 	$(VENV)/bin/fracrisk demo --out runs/demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples scripts
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks examples
-	$(PY) -m ruff format --check src tests benchmarks examples
+	$(PY) -m ruff check src tests benchmarks examples scripts
+	$(PY) -m ruff format --check src tests benchmarks examples scripts
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_losses.py --repeats 9

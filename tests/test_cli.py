@@ -27,11 +27,23 @@ def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
     } <= names
     run = json.loads((out / "run.json").read_text())
     models = [row["model"] for row in run["metrics"]]
-    assert models == ["CoxPH", "DeepSurv", "truth (oracle)"]
-    harrell = float(run["metrics"][0]["Harrell C (95% CI)"].split()[0])
-    assert 0.6 < harrell < 0.9
+    assert models == [
+        "FRAX-style calculator",
+        "FRAX-style refit",
+        "CoxPH",
+        "DeepSurv",
+        "truth (oracle)",
+    ]
+    for row in run["metrics"]:
+        harrell = float(row["Harrell C (95% CI)"].split()[0])
+        assert 0.6 < harrell < 0.9, row
     assert 0.8 < run["calibration"]["CoxPH"]["O/E"] < 1.25
+    assert [c.split(",")[0] for c in run["comparisons"]] == [
+        "DeepSurv vs FRAX-style refit",
+        "DeepSurv vs CoxPH",
+    ]
     assert "DeepSurv vs CoxPH" in capsys.readouterr().out
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     assert main(args) == 2
     assert "overwrite" in capsys.readouterr().err
 
@@ -46,3 +58,47 @@ def test_overwrite_refuses_directories_that_are_not_runs(tmp_path, capsys):
 def test_unknown_command_exits():
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+FRAX_HEADER = (
+    "age,sex,bmi,prior_fracture,parental_hip_fracture,current_smoking,glucocorticoids,"
+    "rheumatoid_arthritis,secondary_osteoporosis,alcohol_3_or_more_units,femoral_neck_t_score\n"
+)
+
+
+def test_frax_command_adds_probabilities_and_warns_on_clamped_age(tmp_path, capsys):
+    import pandas as pd
+
+    source = tmp_path / "patients.csv"
+    source.write_text(FRAX_HEADER + "65,F,25,1,0,0,0,0,0,0,-2.5\n95,M,27,0,0,1,0,0,0,0,\n")
+    out = tmp_path / "out.csv"
+    assert main(["frax", "--input", str(source), "--output", str(out)]) == 0
+    result = pd.read_csv(out)
+    assert list(result.columns[-2:]) == ["mof_10y", "hip_10y"]
+    assert result[["mof_10y", "hip_10y"]].stack().between(0, 1).all()
+    assert result.loc[0, "mof_10y"] > result.loc[0, "hip_10y"]
+    err = capsys.readouterr().err
+    assert "age outside 40-90 in rows [3]" in err  # line 3 of the CSV
+    assert main(["frax", "--input", str(source), "--output", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "row, column, reason",
+    [
+        pytest.param("65,X,25,0,0,0,0,0,0,0,-1", "sex", "unknown sex code", id="sex"),
+        pytest.param(
+            "65,F,25,0,0,0,0,0,0,0,-6", "femoral_neck_t_score", "T-score must lie", id="t-score"
+        ),
+        pytest.param("65,F,25,2,0,0,0,0,0,0,-1", "prior_fracture", "must be 0 or 1", id="flag"),
+    ],
+)
+def test_frax_command_names_row_and_column(tmp_path, capsys, row, column, reason):
+    source = tmp_path / "patients.csv"
+    source.write_text(FRAX_HEADER + "70,F,25,0,0,0,0,0,0,0,-1\n" + row + "\n")
+    out = tmp_path / "out.csv"
+    assert main(["frax", "--input", str(source), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"column '{column}', row [3]" in err
+    assert reason in err
+    assert not out.exists()

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from fracrisk._io import atomic_path, atomic_write_json, prepare_output_dir
+from fracrisk._io import atomic_path, atomic_write_json, check_replaceable, staged_output_dir
 
 
 def _fill(directory):
@@ -18,46 +18,58 @@ def _fill(directory):
     (directory / "sub" / "log.txt").write_text("epoch 1\n")
 
 
-# ---------------------------------------------------------------- prepare_output_dir
+# ---------------------------------------------------------------- staged_output_dir
 
 
-def test_prepare_output_dir_creates_missing_directories(tmp_path):
+def test_staged_output_dir_creates_missing_directories_on_success(tmp_path):
     target = tmp_path / "runs" / "a" / "b"
-    assert prepare_output_dir(target) == target
-    assert target.is_dir()
-    assert list(target.iterdir()) == []
+    with staged_output_dir(target) as staging:
+        assert staging != target and staging.parent == target.parent
+        (staging / "report.md").write_text("ok")
+        assert not target.exists()  # nothing visible until the block succeeds
+    assert (target / "report.md").read_text() == "ok"
+    assert [p.name for p in target.parent.iterdir()] == ["b"]  # no staging left behind
 
 
-def test_prepare_output_dir_accepts_an_existing_empty_directory(tmp_path):
+def test_staged_output_dir_accepts_an_existing_empty_directory(tmp_path):
     target = tmp_path / "empty"
     target.mkdir()
-    assert prepare_output_dir(str(target)) == target
-    assert target.is_dir()
+    with staged_output_dir(str(target)) as staging:
+        (staging / "x").write_text("1")
+    assert (target / "x").read_text() == "1"
 
 
-def test_prepare_output_dir_refuses_a_non_empty_directory(tmp_path):
+def test_staged_output_dir_refuses_a_non_empty_directory_before_any_work(tmp_path):
     target = tmp_path / "run"
     _fill(target)
+    entered = []
     with pytest.raises(
         FileExistsError,
         match=rf"output directory {re.escape(repr(str(target)))} already exists "
         r"and is not empty; pass overwrite=True \(CLI: --overwrite\)",
     ):
-        prepare_output_dir(target)
+        with staged_output_dir(target):
+            entered.append(True)
+    assert entered == []
     assert (target / "model.safetensors").read_bytes() == b"weights"
     assert (target / "sub" / "log.txt").exists()
 
 
-def test_prepare_output_dir_overwrites_when_asked(tmp_path):
+def test_staged_output_dir_replaces_only_on_success(tmp_path):
     target = tmp_path / "run"
     _fill(target)
-    assert prepare_output_dir(target, overwrite=True) == target
-    assert target.is_dir()
-    assert list(target.iterdir()) == []
-    assert tmp_path.exists()  # only the directory's contents were removed
+    with pytest.raises(RuntimeError, match="boom"):
+        with staged_output_dir(target, overwrite=True) as staging:
+            (staging / "half.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert (target / "model.safetensors").read_bytes() == b"weights"  # old run intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # staging removed
+    with staged_output_dir(target, overwrite=True) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
 
 
-def test_prepare_output_dir_respects_is_ours(tmp_path):
+def test_check_replaceable_respects_is_ours(tmp_path):
     target = tmp_path / "run"
     _fill(target)
     seen = []
@@ -67,7 +79,7 @@ def test_prepare_output_dir_respects_is_ours(tmp_path):
         return False
 
     with pytest.raises(FileExistsError, match="does not look like a fracrisk output"):
-        prepare_output_dir(target, overwrite=True, is_ours=not_ours)
+        check_replaceable(target, overwrite=True, is_ours=not_ours)
     assert seen == [target]
     assert (target / "model.safetensors").read_bytes() == b"weights"
 
@@ -75,21 +87,9 @@ def test_prepare_output_dir_respects_is_ours(tmp_path):
         return (path / "fracrisk.json").exists()
 
     with pytest.raises(FileExistsError, match=re.escape(repr(str(target)))):
-        prepare_output_dir(target, overwrite=True, is_ours=has_marker)
+        check_replaceable(target, overwrite=True, is_ours=has_marker)
     (target / "fracrisk.json").write_text("{}")
-    prepare_output_dir(target, overwrite=True, is_ours=has_marker)
-    assert list(target.iterdir()) == []
-
-
-def test_prepare_output_dir_without_overwrite_never_calls_is_ours(tmp_path):
-    target = tmp_path / "run"
-    _fill(target)
-
-    def boom(path):
-        raise AssertionError("is_ours must not be consulted without overwrite=True")
-
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        prepare_output_dir(target, is_ours=boom)
+    assert check_replaceable(target, overwrite=True, is_ours=has_marker) == target
 
 
 # ---------------------------------------------------------------- atomic_path

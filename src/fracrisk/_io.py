@@ -1,4 +1,4 @@
-"""Atomic file output and run directories that are never overwritten by accident."""
+"""Atomic file output, and output directories that are never replaced by accident."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "prepare_output_dir"]
+__all__ = ["atomic_path", "atomic_write_json", "check_replaceable", "staged_output_dir"]
 
 
 @contextmanager
@@ -50,24 +50,24 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def prepare_output_dir(
+def check_replaceable(
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     is_ours: Callable[[Path], bool] | None = None,
 ) -> Path:
-    """Create an empty output directory, refusing to replace an existing one unless asked.
+    """Refuse to replace an existing, non-empty directory unless asked (and it is ours).
 
     Parameters
     ----------
     path : path-like
-        Directory to create.
+        The output directory.
     overwrite : bool, default False
-        Replace an existing, non-empty directory. Without it a :class:`FileExistsError`
-        names the directory and the flag to pass.
+        Allow replacing an existing, non-empty directory. Without it a
+        :class:`FileExistsError` names the directory and the flag to pass.
     is_ours : callable, optional
         Extra safety check when overwriting: called with the directory, it must return
-        True for the directory to be removed (e.g. "contains a fracrisk marker file").
+        True for the directory to be replaced (e.g. "contains a fracrisk marker file").
     """
     path = Path(path)
     if path.exists() and any(path.iterdir()):
@@ -80,6 +80,32 @@ def prepare_output_dir(
             raise FileExistsError(
                 f"refusing to overwrite {str(path)!r}: it does not look like a fracrisk output"
             )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def staged_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    is_ours: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
+    """Build an output directory beside ``path`` and move it into place only on success.
+
+    The checks of :func:`check_replaceable` run first, before any work. The caller writes
+    into the yielded temporary directory; when the block ends without error, it replaces
+    ``path`` (an earlier run is removed only then). On error the temporary directory is
+    deleted and ``path`` is left as it was, so a failed run never leaves a half-written
+    output behind, nor destroys a good one.
+    """
+    path = check_replaceable(path, overwrite=overwrite, is_ours=is_ours)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,9 +1,10 @@
-"""The ``fracrisk`` command line: ``fracrisk demo`` (more commands join as they land)."""
+"""The ``fracrisk`` command line: ``fracrisk demo``, ``fracrisk frax``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 __all__ = ["main"]
@@ -56,6 +57,50 @@ def _run_demo(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    return 0
+
+
+def _frax_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="CSV with the canonical clinical columns (one row per patient)",
+    )
+    parser.add_argument("--output", required=True, help="CSV to write, with mof_10y, hip_10y")
+    parser.add_argument("--country", default="UK", help="calibration tables (default UK)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+@_command("frax", _frax_arguments)
+def _run_frax(args: argparse.Namespace) -> int:
+    """FRAX-style 10-year MOF and hip probabilities for a CSV of patients."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from fracrisk._io import atomic_path
+    from fracrisk.baselines import FraxStyleCalculator
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(output)!r} exists; pass --overwrite to replace it")
+    source = Path(args.input)
+    if not source.exists():
+        raise FileNotFoundError(f"no such input file: {str(source)!r}")
+    patients = pd.read_csv(source)
+    # rows are named by their CSV line number (header is line 1)
+    patients.index = pd.RangeIndex(2, len(patients) + 2, name="line")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = FraxStyleCalculator(args.country).predict(patients)
+    except ValueError as err:
+        raise ValueError(f"{err}\n(rows are line numbers in {str(source)!r})") from err
+    for warning in caught:
+        print(f"fracrisk frax: warning: {warning.message} (rows are line numbers)", file=sys.stderr)
+    with atomic_path(output) as tmp:
+        result.to_csv(tmp, index=False)
+    print(f"wrote {len(result)} patients to {output} (mof_10y, hip_10y, country {args.country})")
     return 0
 
 

@@ -69,7 +69,10 @@ class ValidationProblem:
             text += f" (patient_id {', '.join(repr(i) for i in self.ids[:max_rows])}{more})"
         text += f": {self.reason}"
         if self.values:
-            text += f"; got {', '.join(repr(v) for v in self.values[:max_rows])}{more}"
+            shown_values = (
+                repr(v.item() if hasattr(v, "item") else v) for v in self.values[:max_rows]
+            )
+            text += f"; got {', '.join(shown_values)}{more}"
         return text
 
 

@@ -17,6 +17,7 @@ from scipy import stats
 
 from fracrisk._checks import check_survival_inputs, check_times
 from fracrisk.exceptions import DataWarning
+from fracrisk.metrics._ipcw import CensoringSurvival
 from fracrisk.nonparametric import aalen_johansen, observed_risk
 
 __all__ = ["CalibrationResult", "DCalibrationResult", "calibration", "d_calibration"]
@@ -176,30 +177,64 @@ def _rcs_term(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return term / (k3 - k1) ** 2
 
 
-def _fit_quietly(frame: pd.DataFrame, covariates: list[str]):
-    """A Cox fit, or None when it fails or does not converge (e.g. separation)."""
-    from fracrisk.models.coxph import ConvergenceWarning, CoxPH
+def _horizon_outcome(t, e, horizon):
+    r"""Binary outcome by the horizon and its inverse probability of censoring weight.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        try:
-            return CoxPH().fit(frame, covariates=covariates)
-        except (ConvergenceWarning, ValueError):
-            return None
+    :math:`Y_i = 1[T_i \le h, \delta_i = 1]`, known for patients followed past *h* (weight
+    :math:`1/\hat G(h)`) and for those with an event of any cause by *h* (weight
+    :math:`1/\hat G(T_i)`); patients censored before *h* get weight 0.
+    """
+    censoring = CensoringSurvival(t, e == 0)
+    known_event = (t <= horizon) & (e != 0)
+    past = t > horizon
+    weight = censoring.inverse_weights(t, known_event, name="event time")
+    weight[past] = censoring.inverse_weights(np.array([horizon]), np.array([True]), name="horizon")[
+        0
+    ]
+    return ((e == 1) & (t <= horizon)).astype(np.float64), weight
+
+
+def _cloglog_glm(design: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
+    r"""Weighted binomial regression with complementary log-log link; None if it fails.
+
+    Maximises :math:`\sum_i w_i [y_i \log \mu_i + (1 - y_i) \log(1 - \mu_i)]` with
+    :math:`\mu_i = 1 - \exp(-\exp(z_i^\top \theta))`.
+    """
+    from scipy.optimize import minimize
+
+    def negative_loglik(theta):
+        eta = np.clip(design @ theta, -30, 5)
+        log_survive = -np.exp(eta)  # log(1 - mu)
+        log_mu = np.log(-np.expm1(log_survive))
+        value = -np.sum(weight * (y * log_mu + (1 - y) * log_survive))
+        # d/d eta: y * exp(eta) * exp(log_survive) / mu - (1 - y) * exp(eta)
+        dmu = np.exp(eta + log_survive - log_mu)
+        grad_eta = -(weight * (y * dmu - (1 - y) * np.exp(eta)))
+        return value, design.T @ grad_eta
+
+    start = np.zeros(design.shape[1])
+    start[1] = 1.0  # identity recalibration
+    fit = minimize(
+        negative_loglik, start, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 500}
+    )
+    if not fit.success and not np.isfinite(fit.fun):
+        return None
+    if not np.all(np.isfinite(fit.x)) or np.max(np.abs(fit.x)) > 50:
+        return None
+    return fit.x
 
 
 def _recalibration(t, e, p, horizon):
-    """Cox fits of the outcome (censored at the horizon) on x = cloglog(p).
+    """Recalibration fits of the outcome by the horizon on x = cloglog(p).
 
     Returns (intercept, slope, smoothed observed risk); NaN with a DataWarning where a
-    fit is impossible (all risks equal, or too few events to separate from noise).
+    fit is impossible (all risks equal, or the outcome separated by the risks).
     """
     x = np.log(-np.log1p(-np.clip(p, _EPS, 1 - _EPS)))
-    within = t <= horizon
-    frame = pd.DataFrame(
-        {"time": np.where(within, t, horizon), "event": np.where(within, e, 0), "x": x}
+    y, weight = _horizon_outcome(t, e, horizon)
+    linear = (
+        _cloglog_glm(np.column_stack([np.ones_like(x), x]), y, weight) if np.ptp(x) > 0 else None
     )
-    linear = _fit_quietly(frame, ["x"]) if np.ptp(x) > 0 else None
     if linear is None:
         warnings.warn(
             "the recalibration model cannot be fitted (all predicted risks equal, "
@@ -209,23 +244,16 @@ def _recalibration(t, e, p, horizon):
             stacklevel=3,
         )
         return np.nan, np.nan, np.full(len(p), np.nan)
-    slope = float(linear.coef_["x"])
-    log_h0 = np.log(linear.baseline_hazard_.cumulative_hazard([horizon])[0])
-    intercept = float(log_h0 - slope * linear.preprocessor_.mean_[0])
-    smooth = None
+    design = np.column_stack([np.ones_like(x), x])
+    theta = linear
     knots = np.quantile(x, [0.1, 0.5, 0.9])
     if np.all(np.diff(knots) > 0):
-        frame["x_spline"] = _rcs_term(x, knots)
-        smooth = _fit_quietly(frame, ["x", "x_spline"])
-    if smooth is None:  # too few distinct risks or events for a spline: use the linear fit
-        warnings.warn(
-            "the spline calibration curve cannot be fitted; ICI uses the linear recalibration",
-            DataWarning,
-            stacklevel=3,
-        )
-        smooth = linear
-    observed = smooth.predict_risk(frame, horizon=horizon).to_numpy()
-    return intercept, slope, observed
+        spline = np.column_stack([design, _rcs_term(x, knots)])
+        smooth = _cloglog_glm(spline, y, weight)
+        if smooth is not None:
+            design, theta = spline, smooth
+    observed = -np.expm1(-np.exp(design @ theta))
+    return float(linear[0]), float(linear[1]), observed
 
 
 def calibration(
@@ -240,20 +268,20 @@ def calibration(
     * **O/E** (calibration in the large): observed risk of the whole sample over the mean
       predicted risk.
     * **Intercept and slope**: the recalibration model
-      :math:`\mathrm{cloglog}\, p^{obs}(h) = \alpha + \beta \, \mathrm{cloglog}\, p`, with
-      :math:`\mathrm{cloglog}\, p = \log(-\log(1 - p))`, fitted as a Cox model of the
-      outcome (administratively censored at *h*) on :math:`x = \mathrm{cloglog}\, p`:
-      :math:`\beta` is its coefficient and :math:`\alpha = \log \hat H_0(h)` at
-      :math:`x = 0`. A calibrated model has :math:`\alpha = 0, \beta = 1`; risks doubled
-      give :math:`\alpha \approx -\log 2`; over-fitted risks give :math:`\beta < 1`.
+      :math:`\mathrm{cloglog}\, P(Y = 1 \mid p) = \alpha + \beta \, \mathrm{cloglog}\, p`,
+      with :math:`\mathrm{cloglog}\, p = \log(-\log(1 - p))` and
+      :math:`Y = 1[T \le h, \text{event} = 1]`, a binomial regression weighted by inverse
+      probability of censoring (patients censored before *h* get weight 0; those followed
+      past *h* or with an event of either cause by *h* get :math:`1/\hat G`). A calibrated
+      model has :math:`\alpha = 0, \beta = 1`; risks doubled give
+      :math:`\alpha \approx -\log 2`; over-fitted risks give :math:`\beta < 1`. A death
+      before *h* is a known :math:`Y = 0`, so this judges the absolute risk with death
+      competing, consistently with the table.
     * **ICI, E50, E90, Emax** (Austin, Harrell, van Klaveren 2020): a smoothed observed
-      risk :math:`\hat p^{obs}_i` from a Cox model on a restricted cubic spline of
-      :math:`x` (3 knots at the 10th/50th/90th centiles); ICI is the mean of
-      :math:`|p_i - \hat p^{obs}_i|`, E50 and E90 its median and 90th centile.
-
-    The Cox-based summaries treat competing death as censoring (cause-specific), so with
-    competing events they describe calibration to the cause-specific risk; the grouped
-    table and O/E use Aalen-Johansen and describe the absolute risk.
+      risk :math:`\hat p^{obs}_i` from the same regression with a restricted cubic spline
+      of :math:`x` (3 knots at the 10th/50th/90th centiles); ICI is the mean of
+      :math:`|p_i - \hat p^{obs}_i|`, E50 and E90 its median and 90th centile. (Austin et
+      al. smooth with a Cox model, which treats death as censoring.)
 
     Parameters
     ----------
@@ -275,8 +303,8 @@ def calibration(
     ----------
     Austin PC, Harrell FE, van Klaveren D (2020) Graphical calibration curves and the
     integrated calibration index (ICI) for survival models. Stat Med 39:2714-2742.
-    Crowson CS, Atkinson EJ, Therneau TM (2016) Assessing calibration of prognostic risk
-    scores. Stat Methods Med Res 25:1692-1706.
+    Gerds TA, Schumacher M (2006) Consistent estimation of the expected Brier score in
+    general survival models with right-censored event times. Biom J 48:1029-1040.
     """
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups!r}")

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fracrisk._io import atomic_path, atomic_write_json, prepare_output_dir
+from fracrisk._io import staged_output_dir
 from fracrisk.baseline_hazard import BreslowBaselineHazard
 from fracrisk.data.cohort import Cohort, as_cohort
 from fracrisk.exceptions import NotFittedError
@@ -143,6 +143,10 @@ class SurvivalEstimator:
         x, index = self._design(data)
         return pd.Series(self._log_hazard_array(x), index=index, name="log_hazard")
 
+    def predict_score(self, data: Cohort | pd.DataFrame) -> np.ndarray:
+        """Ranking score for concordance metrics (higher = higher risk): the log hazard."""
+        return self.predict_log_hazard(data).to_numpy()
+
     def predict_survival(
         self, data: Cohort | pd.DataFrame, times: Sequence[float] | np.ndarray | None = None
     ) -> pd.DataFrame:
@@ -198,17 +202,12 @@ class SurvivalEstimator:
         from safetensors.torch import save_file
 
         self._check_fitted()
-        path = prepare_output_dir(
-            path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
-        )
         tensors = {
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
         for key, value in self.baseline_hazard_.state_arrays().items():
             tensors[f"baseline_hazard.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
-        with atomic_path(path / _WEIGHTS) as tmp:
-            save_file(tensors, str(tmp))
         import fracrisk
 
         config = {
@@ -233,8 +232,12 @@ class SurvivalEstimator:
                 "python": platform.python_version(),
             },
         }
-        atomic_write_json(path / _CONFIG, config)
-        return path
+        with staged_output_dir(
+            path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
+        ) as staging:
+            save_file(tensors, str(staging / _WEIGHTS))
+            (staging / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SurvivalEstimator:

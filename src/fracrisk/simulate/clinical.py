@@ -83,8 +83,13 @@ def draw_patients(
     # Hidden bone quality (microarchitecture, cortical thickness): correlation ~0.4 with BMD.
     rho = 0.4
     z = rho * (true_t - t_mean) / 0.95 + np.sqrt(1 - rho**2) * rng.normal(size=n)
-    # DXA precision error ~0.015 g/cm2 (1.5-2% CV) [I].
-    bmd = np.clip(_BMD_REF_MEAN + _BMD_REF_SD * true_t + rng.normal(0.0, 0.015, n), 0.2, 1.6)
+    # DXA precision error ~0.015 g/cm2 (1.5-2% CV) [I]; kept within FRAX's T-score range
+    # [-5, +3] (FRAX rejects values outside it).
+    bmd = np.clip(
+        _BMD_REF_MEAN + _BMD_REF_SD * true_t + rng.normal(0.0, 0.015, n),
+        _BMD_REF_MEAN - 4.99 * _BMD_REF_SD,
+        _BMD_REF_MEAN + 2.99 * _BMD_REF_SD,
+    )
     df = pd.DataFrame(
         {
             "age": np.round(age, 1),

@@ -1,0 +1,92 @@
+r"""FRAX probabilities computed by the official tool and carried in the cohort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.models.coxph import CoxPH
+
+__all__ = ["FraxColumn"]
+
+
+class FraxColumn:
+    r"""A FRAX probability column (``frax_mof_10y`` or ``frax_hip_10y``) as a model.
+
+    The most faithful baseline: the official FRAX tool's 10-year probability, computed for
+    each patient and stored in the cohort. The ranking score is the probability itself.
+
+    Risk at other horizons :math:`t` assumes proportional hazards in time.
+    Without recalibration the hazard is taken as constant over the ten years:
+    :math:`P(t) = 1 - (1 - P_{10})^{t/10}`. With ``recalibrate=True``, ``fit`` estimates
+    the shape of the baseline and the strength of the score on the training cohort, with a
+    Cox model on :math:`x = \log(-\log(1 - P_{10}))`:
+    :math:`P(t) = 1 - \exp(-\hat H_0(t)\, e^{\hat\beta x})` (death treated as censoring).
+
+    Parameters
+    ----------
+    column : str, default "frax_mof_10y"
+        Column with the 10-year probability, in [0, 1].
+    recalibrate : bool, default False
+        Fit the baseline shape and slope on the training data.
+    """
+
+    def __init__(self, column: str = "frax_mof_10y", *, recalibrate: bool = False) -> None:
+        self.column, self.recalibrate = column, recalibrate
+
+    def _probability(self, data) -> tuple[np.ndarray, pd.Index]:
+        df = data.df if isinstance(data, Cohort) else data
+        index = data.ids if isinstance(data, Cohort) else df.index
+        if self.column not in df.columns:
+            raise ValueError(f"column {self.column!r} (FRAX probability) is not in the data")
+        p = pd.to_numeric(df[self.column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+        if bad.any():
+            rows = df.index[bad].tolist()[:5]
+            raise ValueError(
+                f"column {self.column!r}, rows {rows}: FRAX probabilities must be "
+                "numbers in [0, 1] (convert percentages by dividing by 100)"
+            )
+        return p, index
+
+    @staticmethod
+    def _cloglog(p: np.ndarray) -> np.ndarray:
+        return np.log(-np.log1p(-np.clip(p, 1e-12, 1 - 1e-12)))
+
+    def fit(self, data: Cohort | pd.DataFrame | None = None) -> FraxColumn:
+        """Recalibrate on ``data`` if asked; otherwise nothing to learn."""
+        if self.recalibrate:
+            if data is None:
+                raise ValueError("recalibrate=True needs training data")
+            cohort = as_cohort(data)
+            p, _ = self._probability(cohort)
+            frame = pd.DataFrame(
+                {"time": cohort.time, "event": cohort.event, "frax_cloglog": self._cloglog(p)}
+            )
+            self.model_ = CoxPH().fit(frame, covariates=["frax_cloglog"])
+        return self
+
+    def predict_score(self, data) -> np.ndarray:
+        """Ranking score: the FRAX probability."""
+        return self._probability(data)[0]
+
+    def predict_survival(self, data, times) -> pd.DataFrame:
+        """Probability of no fracture by each time (years)."""
+        p, index = self._probability(data)
+        grid = np.asarray(times, dtype=np.float64)
+        if self.recalibrate:
+            if not hasattr(self, "model_"):
+                raise ValueError("FraxColumn(recalibrate=True) must be fitted first")
+            frame = pd.DataFrame({"frax_cloglog": self._cloglog(p)}, index=index)
+            surv = self.model_.predict_survival(frame, grid).to_numpy()
+        else:
+            surv = (1.0 - p[:, None]) ** (grid[None, :] / 10.0)
+        return pd.DataFrame(surv, index=index, columns=pd.Index(grid, name="time (years)"))
+
+    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
+        """Probability of fracture by ``horizon`` years (the column itself at 10 years)."""
+        surv = self.predict_survival(data, [horizon])
+        return pd.Series(
+            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
+        )
