@@ -102,3 +102,19 @@ def test_frax_command_names_row_and_column(tmp_path, capsys, row, column, reason
     assert f"column '{column}', row [3]" in err
     assert reason in err
     assert not out.exists()
+
+
+def test_simulate_writes_a_cohort_that_reads_back(tmp_path, capsys):
+    from fracrisk.data import Cohort
+
+    out = tmp_path / "sim"
+    assert (
+        main(["simulate", "--preset", "kong2022", "--n", "300", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    cohort = Cohort.read(out / "cohort.parquet")
+    assert len(cohort) == 300
+    assert cohort.truth is not None and "genant_L1" in cohort.truth.columns
+    assert "wrote 300 patients" in capsys.readouterr().out
+    assert main(["simulate", "--n", "10", "--out", str(out), "--no-progress"]) == 2
+    assert "pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err

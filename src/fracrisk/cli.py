@@ -1,4 +1,4 @@
-"""The ``fracrisk`` command line: ``fracrisk demo``, ``fracrisk frax``."""
+"""The ``fracrisk`` command line: ``demo``, ``simulate``, ``frax``."""
 
 from __future__ import annotations
 
@@ -101,6 +101,58 @@ def _run_frax(args: argparse.Namespace) -> int:
     with atomic_path(output) as tmp:
         result.to_csv(tmp, index=False)
     print(f"wrote {len(result)} patients to {output} (mof_10y, hip_10y, country {args.country})")
+    return 0
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset",
+        default="population",
+        help="population, kong2022 or kim2024 (default population)",
+    )
+    parser.add_argument("--n", type=int, default=None, help="patients (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--images",
+        nargs="*",
+        default=[],
+        choices=["hip_ct", "spine"],
+        help="images to generate: hip_ct, spine",
+    )
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing simulation directory"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+@_command("simulate", _simulate_arguments)
+def _run_simulate(args: argparse.Namespace) -> int:
+    """Simulate a cohort (Parquet manifest plus images) that reads like a real one."""
+    from pathlib import Path
+
+    from fracrisk._io import staged_output_dir
+    from fracrisk.simulate import cohort
+
+    final = Path(args.out)
+    with staged_output_dir(
+        final, overwrite=args.overwrite, is_ours=lambda p: (p / "cohort.parquet").exists()
+    ) as staging:
+        simulated = cohort(
+            args.n,
+            preset=args.preset,
+            seed=args.seed,
+            images=args.images,
+            out_dir=staging,
+            progress=not args.no_progress,
+        )
+        # image paths point into the staging directory until it is moved into place
+        for column in [c for c in simulated.df.columns if c.endswith("_path")]:
+            simulated.df[column] = simulated.df[column].str.replace(
+                str(staging.resolve()), str(final.resolve()), regex=False
+            )
+        simulated.save(staging / "cohort.parquet")
+    print(f"wrote {len(simulated)} patients ({simulated!r}) to {final}")
     return 0
 
 

@@ -11,18 +11,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.exceptions import NotFittedError
 from fracrisk.nonparametric import kaplan_meier
 from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = ["GradientBoostingSurvival", "KaplanMeierNull", "RandomSurvivalForest"]
-
-
-def _frame_and_ids(data) -> tuple[pd.DataFrame, pd.Index]:
-    if isinstance(data, Cohort):
-        return data.df, data.ids
-    return data, data.index
 
 
 class _SksurvModel:
@@ -47,7 +41,7 @@ class _SksurvModel:
     def _x(self, data) -> tuple[np.ndarray, pd.Index]:
         if not hasattr(self, "estimator_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit() first")
-        df, ids = _frame_and_ids(data)
+        df, ids = table_and_ids(data)
         return self.preprocessor_.transform(df), ids
 
     def predict_score(self, data) -> np.ndarray:
@@ -134,14 +128,14 @@ class KaplanMeierNull:
 
     def predict_score(self, data) -> np.ndarray:
         """All zeros: the null model does not rank patients."""
-        df, _ = _frame_and_ids(data)
+        df, _ = table_and_ids(data)
         return np.zeros(len(df))
 
     def predict_survival(self, data, times) -> pd.DataFrame:
         """The training Kaplan-Meier curve at ``times`` for every patient."""
         if not hasattr(self, "survival_"):
             raise NotFittedError("this KaplanMeierNull is not fitted; call fit() first")
-        df, ids = _frame_and_ids(data)
+        df, ids = table_and_ids(data)
         grid = np.asarray(times, dtype=np.float64)
         curve = np.concatenate([[1.0], self.survival_])[
             np.searchsorted(self.times_, grid, side="right")

@@ -40,6 +40,7 @@ from fracrisk.baselines.frax_gradients import (
     bmd_log_gradient,
     log_rr_glucocorticoids,
 )
+from fracrisk.data.cohort import table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 from fracrisk.exceptions import DataWarning, ValidationProblem
 
@@ -111,18 +112,28 @@ def fracture_probability(
     shape (n_patients, n_horizons). Integration: piecewise-constant hazards over steps of
     0.05 years evaluated at the step midpoints.
     """
+    _check_outcome(outcome)
     horizons = np.atleast_1d(np.asarray(horizons, dtype=np.float64))
-    n_steps = int(np.ceil(horizons.max() / _STEP))
+    if np.any(horizons < 0) or not np.all(np.isfinite(horizons)):
+        raise ValueError("horizons must be finite, non-negative numbers of years")
+    n_steps = max(1, int(np.ceil(horizons.max() / _STEP)))
     mid = (np.arange(n_steps) + 0.5) * _STEP
     age = patients["age"][:, None] + mid[None, :]
     male = (patients["sex"] == "M")[:, None]
-    log_h = _baseline_log_hazard(params, outcome, age, male)
-    with_bmd = np.broadcast_to(np.asarray(with_bmd), patients["age"].shape)
-    log_h = log_h + np.where(
-        with_bmd[:, None],
-        _log_relative_hazard(params, outcome, patients, age, True),
-        _log_relative_hazard(params, outcome, patients, age, False),
-    )
+    with_bmd = np.broadcast_to(np.asarray(with_bmd), patients["age"].shape)[:, None]
+
+    def log_hazard(kind: str) -> np.ndarray:
+        return _baseline_log_hazard(params, kind, age, male) + np.where(
+            with_bmd,
+            _log_relative_hazard(params, kind, patients, age, True),
+            _log_relative_hazard(params, kind, patients, age, False),
+        )
+
+    log_h = log_hazard(outcome)
+    if outcome == "mof":
+        # MOF includes hip: its hazard can never be below the hip hazard (the two are
+        # modelled separately and the hip one rises faster with age and low BMD)
+        log_h = np.maximum(log_h, log_hazard("hip"))
     h50 = np.where(male, MORTALITY_GOMPERTZ["M"][0], MORTALITY_GOMPERTZ["F"][0])
     b = np.where(male, MORTALITY_GOMPERTZ["M"][1], MORTALITY_GOMPERTZ["F"][1])
     h_frac = np.exp(log_h)
@@ -132,9 +143,14 @@ def fracture_probability(
         [np.ones((len(age), 1)), np.cumprod(survive_step, axis=1)[:, :-1]], axis=1
     )
     step_prob = alive_before * (h_frac / h_all) * (1.0 - survive_step)
-    cumulative = np.cumsum(step_prob, axis=1)
-    index = np.clip(np.round(horizons / _STEP).astype(int) - 1, 0, n_steps - 1)
+    cumulative = np.concatenate([np.zeros((len(age), 1)), np.cumsum(step_prob, axis=1)], axis=1)
+    index = np.clip(np.round(horizons / _STEP).astype(int), 0, n_steps)
     return cumulative[:, index]
+
+
+def _check_outcome(outcome: str) -> None:
+    if outcome not in _OUTCOMES:
+        raise ValueError(f"outcome must be one of {_OUTCOMES}, got {outcome!r}")
 
 
 def _validate(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -258,7 +274,7 @@ class FraxStyleCalculator:
 
     def predict(self, data) -> pd.DataFrame:
         """The input table with ``mof_10y`` and ``hip_10y`` probabilities added."""
-        df = data.df if hasattr(data, "df") else data
+        df, _ = table_and_ids(data)
         arrays, has_bmd = _validate(df)
         out = df.copy()
         for outcome in _OUTCOMES:
@@ -269,31 +285,27 @@ class FraxStyleCalculator:
 
     def predict_risk(self, data, horizon: float = 10.0, *, outcome: str = "mof") -> pd.Series:
         """Probability of ``outcome`` by ``horizon`` years, death competing."""
-        if outcome not in _OUTCOMES:
-            raise ValueError(f"outcome must be one of {_OUTCOMES}, got {outcome!r}")
-        df = data.df if hasattr(data, "df") else data
+        _check_outcome(outcome)
+        df, _ = table_and_ids(data)
         arrays, has_bmd = _validate(df)
         risk = fracture_probability(
             arrays, self.params_, outcome=outcome, horizons=[horizon], with_bmd=has_bmd
         )[:, 0]
-        return pd.Series(risk, index=_ids(data), name=f"{outcome}_{horizon:g}y")
+        return pd.Series(risk, index=table_and_ids(data)[1], name=f"{outcome}_{horizon:g}y")
 
     def predict_survival(self, data, times, *, outcome: str = "mof") -> pd.DataFrame:
         """Probability of no ``outcome`` fracture by each time, death competing (1 - P)."""
-        df = data.df if hasattr(data, "df") else data
+        _check_outcome(outcome)
+        df, _ = table_and_ids(data)
         arrays, has_bmd = _validate(df)
         grid = np.asarray(times, dtype=np.float64)
         risk = fracture_probability(
             arrays, self.params_, outcome=outcome, horizons=grid, with_bmd=has_bmd
         )
         return pd.DataFrame(
-            1.0 - risk, index=_ids(data), columns=pd.Index(grid, name="time (years)")
+            1.0 - risk, index=table_and_ids(data)[1], columns=pd.Index(grid, name="time (years)")
         )
 
     def predict_score(self, data) -> np.ndarray:
         """Ranking score: the 10-year MOF probability."""
         return self.predict_risk(data, 10.0).to_numpy()
-
-
-def _ids(data) -> pd.Index:
-    return data.ids if hasattr(data, "ids") else data.index

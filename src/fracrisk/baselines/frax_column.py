@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.baselines._competing import cumulative_incidence
+from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
+from fracrisk.exceptions import NotFittedError
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxColumn"]
@@ -19,10 +21,10 @@ class FraxColumn:
 
     Risk at other horizons :math:`t` assumes proportional hazards in time.
     Without recalibration the hazard is taken as constant over the ten years:
-    :math:`P(t) = 1 - (1 - P_{10})^{t/10}`. With ``recalibrate=True``, ``fit`` estimates
-    the shape of the baseline and the strength of the score on the training cohort, with a
-    Cox model on :math:`x = \log(-\log(1 - P_{10}))`:
-    :math:`P(t) = 1 - \exp(-\hat H_0(t)\, e^{\hat\beta x})` (death treated as censoring).
+    :math:`P(t) = 1 - (1 - P_{10})^{t/10}`. With ``recalibrate=True``, ``fit`` estimates,
+    on the training cohort, cause-specific Cox models of fracture and of death on
+    :math:`x = \log(-\log(1 - P_{10}))`, and :math:`P(t)` is their cumulative incidence
+    of fracture with death competing (the quantity FRAX reports).
 
     Parameters
     ----------
@@ -36,8 +38,7 @@ class FraxColumn:
         self.column, self.recalibrate = column, recalibrate
 
     def _probability(self, data) -> tuple[np.ndarray, pd.Index]:
-        df = data.df if isinstance(data, Cohort) else data
-        index = data.ids if isinstance(data, Cohort) else df.index
+        df, index = table_and_ids(data)
         if self.column not in df.columns:
             raise ValueError(f"column {self.column!r} (FRAX probability) is not in the data")
         p = pd.to_numeric(df[self.column], errors="coerce").to_numpy(dtype=np.float64)
@@ -61,10 +62,16 @@ class FraxColumn:
                 raise ValueError("recalibrate=True needs training data")
             cohort = as_cohort(data)
             p, _ = self._probability(cohort)
-            frame = pd.DataFrame(
-                {"time": cohort.time, "event": cohort.event, "frax_cloglog": self._cloglog(p)}
-            )
-            self.model_ = CoxPH().fit(frame, covariates=["frax_cloglog"])
+            x = self._cloglog(p)
+            for name, code in (("fracture_model_", 1), ("death_model_", 2)):
+                frame = pd.DataFrame(
+                    {
+                        "time": cohort.time,
+                        "frax_cloglog": x,
+                        "event": (cohort.event == code).astype(np.int64),
+                    }
+                )
+                setattr(self, name, CoxPH().fit(frame, covariates=["frax_cloglog"]))
         return self
 
     def predict_score(self, data) -> np.ndarray:
@@ -76,10 +83,16 @@ class FraxColumn:
         p, index = self._probability(data)
         grid = np.asarray(times, dtype=np.float64)
         if self.recalibrate:
-            if not hasattr(self, "model_"):
-                raise ValueError("FraxColumn(recalibrate=True) must be fitted first")
-            frame = pd.DataFrame({"frax_cloglog": self._cloglog(p)}, index=index)
-            surv = self.model_.predict_survival(frame, grid).to_numpy()
+            if not hasattr(self, "fracture_model_"):
+                raise NotFittedError("FraxColumn(recalibrate=True) must be fitted first")
+            frame = pd.DataFrame({"frax_cloglog": self._cloglog(p)})
+            surv = 1.0 - cumulative_incidence(
+                self.fracture_model_.baseline_hazard_,
+                self.death_model_.baseline_hazard_,
+                self.fracture_model_.predict_log_hazard(frame).to_numpy(),
+                self.death_model_.predict_log_hazard(frame).to_numpy(),
+                grid,
+            )
         else:
             surv = (1.0 - p[:, None]) ** (grid[None, :] / 10.0)
         return pd.DataFrame(surv, index=index, columns=pd.Index(grid, name="time (years)"))

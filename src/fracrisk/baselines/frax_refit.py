@@ -4,16 +4,10 @@ This is Kim et al. 2024's "clinical model with FRAX-equivalent variables".
 
 Two cause-specific Cox models on the FRAX inputs, one for fracture (death censored) and one
 for death (fracture censored), as FRAX models fracture and death hazards separately. The
-probability of fracture by :math:`\tau` with death competing is the Aalen-Johansen-type
-plug-in
-
-.. math::
-    \hat P(\tau \mid x) = \sum_{t_k \le \tau} \exp\big(-\hat H_F(t_{k-1} \mid x)
-        - \hat H_D(t_{k-1} \mid x)\big) \, \Delta \hat H_F(t_k \mid x),
-
-with :math:`\hat H_c(t \mid x) = \hat H_{0c}(t) e^{\eta_c(x)}` the Breslow cumulative
-hazards. The fracture model includes FRAX's age interaction of BMD (the T-score gradient
-steepens at younger ages; Johnell 2005) when a T-score is used.
+probability of fracture with death competing is the plug-in cumulative incidence of
+:func:`fracrisk.baselines._competing.cumulative_incidence`. The fracture model includes
+FRAX's age interaction of BMD (the T-score gradient steepens at younger ages; Johnell 2005)
+when a T-score is used.
 """
 
 from __future__ import annotations
@@ -21,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.baselines._competing import cumulative_incidence
+from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 from fracrisk.models.coxph import CoxPH
 
@@ -108,24 +103,16 @@ class FraxStyleRefit:
 
     def _cumulative_incidence(self, data, times) -> tuple[np.ndarray, pd.Index]:
         self._check_fitted()
-        df = data.df if isinstance(data, Cohort) else data
-        index = data.ids if isinstance(data, Cohort) else df.index
+        df, index = table_and_ids(data)
         design = self._design(df)
-        eta_f = self.fracture_model_.predict_log_hazard(design).to_numpy()
-        eta_d = self.death_model_.predict_log_hazard(design).to_numpy()
-        base_f, base_d = self.fracture_model_.baseline_hazard_, self.death_model_.baseline_hazard_
-        grid = np.asarray(times, dtype=np.float64)
-        jumps = np.union1d(base_f.event_times_, base_d.event_times_)
-        jumps = jumps[jumps <= grid.max()]
-        h_f = base_f.cumulative_hazard(jumps)
-        h_d = base_d.cumulative_hazard(jumps)
-        d_f = np.diff(np.concatenate([[0.0], h_f]))
-        previous = np.concatenate([[0.0], h_f[:-1]]), np.concatenate([[0.0], h_d[:-1]])
-        rf, rd = np.exp(eta_f)[:, None], np.exp(eta_d)[:, None]
-        increments = np.exp(-previous[0][None, :] * rf - previous[1][None, :] * rd) * d_f * rf
-        cif = np.concatenate([np.zeros((len(df), 1)), np.cumsum(increments, axis=1)], axis=1)
-        position = np.searchsorted(jumps, grid, side="right")
-        return cif[:, position], index
+        cif = cumulative_incidence(
+            self.fracture_model_.baseline_hazard_,
+            self.death_model_.baseline_hazard_,
+            self.fracture_model_.predict_log_hazard(design).to_numpy(),
+            self.death_model_.predict_log_hazard(design).to_numpy(),
+            times,
+        )
+        return cif, index
 
     def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
         """Probability of fracture by ``horizon`` years with death competing."""

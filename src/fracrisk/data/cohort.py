@@ -17,7 +17,7 @@ from fracrisk.data.schema import BINARY_RISK_FACTORS, CANONICAL_CLINICAL, COLUMN
 from fracrisk.data.validation import find_problems, missing_mask, problem_at
 from fracrisk.exceptions import CohortValidationError, DataWarning, ValidationProblem
 
-__all__ = ["Cohort", "MissingReport", "as_cohort", "read_table"]
+__all__ = ["Cohort", "MissingReport", "as_cohort", "read_table", "table_and_ids"]
 
 _MISSING_POLICIES = ("error", "drop", "impute")
 _ROLES_KEY = b"fracrisk.cohort"
@@ -314,6 +314,21 @@ class Cohort:
         if "truth" not in roles and truth_path.exists():
             roles["truth"] = read_table(truth_path)[0]
         return cls(df, source=str(path), **roles)
+
+
+def table_and_ids(data: Cohort | pd.DataFrame) -> tuple[pd.DataFrame, pd.Index]:
+    """The table and the patient labels every prediction is indexed by.
+
+    A :class:`Cohort` gives its ids; a DataFrame its ``patient_id`` column when it has one,
+    else its index.
+    """
+    if isinstance(data, Cohort):
+        return data.df, data.ids
+    if isinstance(data, pd.DataFrame):
+        if "patient_id" in data.columns:
+            return data, pd.Index(data["patient_id"], name="patient_id")
+        return data, data.index
+    raise TypeError(f"expected a fracrisk Cohort or a pandas DataFrame, got {type(data).__name__}")
 
 
 def as_cohort(data: Cohort | pd.DataFrame, **kwargs) -> Cohort:

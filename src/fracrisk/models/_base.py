@@ -15,7 +15,7 @@ from torch import nn
 
 from fracrisk._io import staged_output_dir
 from fracrisk.baseline_hazard import BreslowBaselineHazard
-from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.exceptions import NotFittedError
 from fracrisk.heads import create_head
 from fracrisk.preprocessing import TabularPreprocessor
@@ -110,17 +110,7 @@ class SurvivalEstimator:
 
     def _design(self, data: Cohort | pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
         self._check_fitted()
-        if isinstance(data, Cohort):
-            df, index = data.df, data.ids
-        elif isinstance(data, pd.DataFrame):
-            df = data
-            index = (
-                pd.Index(df["patient_id"], name="patient_id")
-                if "patient_id" in df.columns
-                else df.index
-            )
-        else:
-            raise TypeError(f"expected a Cohort or DataFrame, got {type(data).__name__}")
+        df, index = table_and_ids(data)
         return self.preprocessor_.transform(df), index
 
     def _log_hazard_array(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:

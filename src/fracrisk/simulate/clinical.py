@@ -23,7 +23,7 @@ import pandas as pd
 
 from fracrisk.data.cohort import Cohort
 
-__all__ = ["clinical_cohort", "draw_patients", "fracture_log_relative_hazard"]
+__all__ = ["clinical_cohort", "draw_patients", "follow_up", "fracture_log_relative_hazard"]
 
 _DAYS_PER_YEAR = 365.25
 _EFFECTS = ("frax", "nonlinear")
@@ -172,6 +172,51 @@ def _true_risks(h_f, b_f, h_d, b_d, horizons, steps: int = 400, chunk: int = 200
     return out
 
 
+def follow_up(
+    rng: np.random.Generator,
+    h_f,
+    b_f,
+    h_d,
+    b_d,
+    *,
+    max_follow_up: float,
+    entry_window: float,
+    loss_rate: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw event times (Gompertz fracture and death), staggered entry and censoring.
+
+    Entry is uniform over ``entry_window`` years; administrative censoring at
+    ``max_follow_up`` years after the first entry; loss to follow-up at rate ``loss_rate``
+    per year. Times are recorded in whole days (so there are ties) and returned in years.
+    Returns ``(time, event, entry)`` with event 0 censored, 1 fracture, 2 death.
+    """
+    n = len(h_f)
+    t_fracture = _gompertz_time(rng, h_f, b_f, n)
+    t_death = _gompertz_time(rng, h_d, b_d, n)
+    entry = rng.uniform(0.0, entry_window, n)
+    t_admin = max_follow_up - entry
+    t_lost = rng.exponential(1.0 / loss_rate, n) if loss_rate > 0 else np.full(n, np.inf)
+    times = np.stack([t_admin, t_fracture, t_death, t_lost], 1)
+    first = times.argmin(1)
+    event = np.select([first == 1, first == 2], [1, 2], 0)
+    days = np.maximum(np.ceil(times.min(1) * _DAYS_PER_YEAR), 1.0)
+    return days / _DAYS_PER_YEAR, event, entry
+
+
+def _with_outcome(clinical: pd.DataFrame, time, event, entry) -> pd.DataFrame:
+    """Add patient ids, entry dates and the outcome columns to a clinical table."""
+    n = len(clinical)
+    clinical.insert(0, "patient_id", [f"P{i:06d}" for i in range(n)])
+    clinical.insert(
+        1,
+        "entry_date",
+        pd.Timestamp("2010-01-01") + pd.to_timedelta(np.floor(entry * _DAYS_PER_YEAR), unit="D"),
+    )
+    clinical["time"] = time
+    clinical["event"] = event
+    return clinical
+
+
 def clinical_cohort(
     n: int = 5000,
     *,
@@ -235,25 +280,18 @@ def clinical_cohort(
     )
     h_f, h_d = np.exp(log_h_f), np.exp(log_h_d)
 
-    t_fracture = _gompertz_time(rng, h_f, b_f, n)
-    t_death = _gompertz_time(rng, h_d, b_d, n)
-    entry = rng.uniform(0.0, max_follow_up / 2, n)
-    t_admin = max_follow_up - entry
-    t_lost = rng.exponential(1.0 / loss_rate, n) if loss_rate > 0 else np.full(n, np.inf)
-    times = np.stack([t_admin, t_fracture, t_death, t_lost], 1)
-    first = times.argmin(1)
-    event = np.select([first == 1, first == 2], [1, 2], 0)
-    days = np.maximum(np.ceil(times.min(1) * _DAYS_PER_YEAR), 1.0)
-
-    clinical = patients.drop(columns=["true_t_score", "z"])
-    clinical.insert(0, "patient_id", [f"P{i:06d}" for i in range(n)])
-    clinical.insert(
-        1,
-        "entry_date",
-        pd.Timestamp("2010-01-01") + pd.to_timedelta(np.floor(entry * _DAYS_PER_YEAR), unit="D"),
+    time, event, entry = follow_up(
+        rng,
+        h_f,
+        b_f,
+        h_d,
+        b_d,
+        max_follow_up=max_follow_up,
+        entry_window=max_follow_up / 2,
+        loss_rate=loss_rate,
     )
-    clinical["time"] = days / _DAYS_PER_YEAR
-    clinical["event"] = event
+    clinical = patients.drop(columns=["true_t_score", "z"])
+    clinical = _with_outcome(clinical, time, event, entry)
     risks = _true_risks(h_f, b_f, h_d, b_d, [2.0, 5.0, 10.0])
     truth = pd.DataFrame(
         {
