@@ -14,3 +14,10 @@ def test_quickstart_runs(capsys):
     out = capsys.readouterr().out
     assert "CoxPH: held-out Harrell C" in out
     assert "DeepSurv: held-out Harrell C" in out
+
+
+def test_simulated_images_montage_is_saved(tmp_path):
+    namespace = runpy.run_path(str(EXAMPLES / "simulated_images.py"))
+    path = namespace["make_montage"](str(tmp_path / "montage.png"))
+    assert (tmp_path / "montage.png").stat().st_size > 50_000
+    assert path.endswith("montage.png")

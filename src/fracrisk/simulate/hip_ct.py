@@ -11,14 +11,15 @@ Anatomy and scale
     symphysis, ischia, sacrum, L5) inside a soft-tissue body (muscle ~45 HU, subcutaneous fat
     ~-100 HU whose thickness grows with BMI, a bladder) in air (-1000 HU). A real pelvis
     (~370 mm across the hips) does not fit a 128 mm field of view, so the gross anatomy is
-    drawn in anatomical millimetres and scaled isotropically by ``anatomy_scale`` (0.346 for
+    drawn in anatomical millimetres and scaled isotropically by ``anatomy_scale`` (0.340 for
     the default 128 x 128 x 96 mm field of view) to fit; cortical thickness, trabecular
     texture and noise stay in image (physical) units, as they are set by the scanner's
-    resolution rather than by body size.
+    resolution rather than by body size. The hip joint space is kept at least 2.5 voxels
+    wide so that each femur is a separate bone from the pelvis in the image.
 
 Bone model (BMD as femoral-neck g/cm2, :math:`T = (\mathrm{BMD} - 0.858) / 0.120`)
     * cortex: HU :math:`1450 + 100 T + 40 z` (clipped to 1100-1850), thickness
-      :math:`1.9 + 0.3 T + 0.3 z` mm (clipped to 0.8-3.2 mm), porosity (small holes at
+      :math:`1.6 + 0.25 T + 0.25 z` mm (clipped to 0.8-2.6 mm), porosity (small holes at
       ~40% of cortical density) in a fraction :math:`0.06 - 0.035 z - 0.01 T` of its voxels
       (clipped to 0.5-25%);
     * trabecular bone: mean HU :math:`250 + 420 (\mathrm{BMD} - 0.858)` (clipped to 60-450),
@@ -45,12 +46,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import ndtri
 
 __all__ = ["HipCT", "hip_ct_volume", "write_dicom_series", "write_nifti"]
 
@@ -58,9 +60,10 @@ __all__ = ["HipCT", "hip_ct_volume", "write_dicom_series", "write_nifti"]
 _BMD_REF_MEAN, _BMD_REF_SD = 0.858, 0.120
 # Anatomical half-extent (mm) that the field of view covers (x, y, z), and the anatomical
 # point at its centre (origin: midpoint between the femoral-head centres).
-_REF_HALF_FOV = np.array([185.0, 185.0, 140.0])
+_REF_HALF_FOV = np.array([188.0, 188.0, 140.0])
 _FOV_CENTRE = np.array([0.0, -10.0, 8.0])
 _HU_MIN, _HU_MAX = -1024.0, 3071.0
+_HEAD_HALF_DISTANCE = 0.76  # femoral-head centre to midline, in units of hip-axis length
 _TILE = 96  # side of the periodic texture tiles (voxels)
 _BANK_SIZE = 4
 _BANK_SEED = 20_240_611
@@ -68,7 +71,7 @@ _BANK_SEED = 20_240_611
 _BANDS = {"fine": (0.30, 0.06), "coarse": (0.12, 0.035), "pore": (0.40, 0.08)}
 
 
-@dataclass
+@dataclass(eq=False)
 class HipCT:
     """A simulated hip CT.
 
@@ -254,6 +257,49 @@ def _ellipsoid(c, axes, radii) -> _Prim:
     return c - half, c + half, sdf
 
 
+def _disc(c, e1, e2, r1, r2, half) -> _Prim:
+    """Elliptical slab: semi-axes ``r1``, ``r2`` along ``e1``, ``e2``; thickness ``2 * half``."""
+    c, e1, e2 = (np.asarray(v, float) for v in (c, e1, e2))
+    n = np.cross(e1, e2)
+    cx, cy, cz = (float(v) for v in c)
+    a1, a2 = e1 / r1, e2 / r2
+    b1, b2 = e1 / r1**2, e2 / r2**2
+    half = float(half)
+
+    def dot(dx, dy, dz, v):
+        return (dx * float(v[0]) + dy * float(v[1])) + dz * float(v[2])
+
+    def sdf(x, y, z):
+        dx, dy, dz = x - cx, y - cy, z - cz
+        k0 = np.sqrt(dot(dx, dy, dz, a1) ** 2 + dot(dx, dy, dz, a2) ** 2)
+        k1 = np.sqrt(dot(dx, dy, dz, b1) ** 2 + dot(dx, dy, dz, b2) ** 2)
+        np.maximum(k1, 1e-6, out=k1)
+        d2 = k0 * (k0 - 1.0) / k1
+        w = np.abs(dot(dx, dy, dz, n)) - half
+        inside = np.minimum(np.maximum(d2, w), 0.0)
+        np.maximum(d2, 0.0, out=d2)
+        np.maximum(w, 0.0, out=w)
+        return np.sqrt(d2 * d2 + w * w) + inside
+
+    ext = np.sqrt((r1 * e1) ** 2 + (r2 * e2) ** 2) + half * np.abs(n)
+    return c - ext, c + ext, sdf
+
+
+def _cup(c, r, apex, axis, cut) -> _Prim:
+    """Ball ``|p - c| < r`` cut by the plane ``(p - apex) . axis = -cut`` (kept side: above)."""
+    lo, hi, sph = _sphere(c, r)
+    px, py, pz = (float(v) for v in apex)
+    ax, ay, az = (float(v) for v in axis)
+    cut = float(cut)
+
+    def sdf(x, y, z):
+        plane = ((x - px) * -ax + (y - py) * -ay) + (z - pz) * -az
+        plane -= cut
+        return np.maximum(sph(x, y, z), plane)
+
+    return lo, hi, sdf
+
+
 def _carve_sphere(c, r) -> _Prim:
     """Negative sphere: ``max(sdf, r - |p - c|)`` removes a ball (the acetabular socket)."""
     lo, hi, sph = _sphere(c, r)
@@ -343,7 +389,7 @@ def _femur(side: int, hal: float, nsa: float, female: bool) -> dict:
     """Proximal femur of one side in anatomical mm (x to the patient's left, y anterior, z up).
 
     ``side`` is -1 for the right femur (negative x) and +1 for the left. The head centre is
-    at ``x = side * 0.8 * HAL``. The neck axis runs from the head centre at ``nsa`` degrees to
+    at ``x = side * 0.76 * HAL``. The neck axis runs from the head centre at ``nsa`` degrees to
     the shaft (shaft 8 deg from vertical, anteversion 10 deg); the head-centre-to-shaft-axis
     distance along the neck axis is set so that the neck axis meets the lateral cortex
     ``HAL`` minus head radius and acetabular floor from the medial acetabular wall.
@@ -354,7 +400,7 @@ def _femur(side: int, hal: float, nsa: float, female: bool) -> dict:
     alpha, beta = np.radians(8.0), np.radians(10.0)
     theta = np.radians(nsa)
     r_h = 0.22 * hal * (0.95 if female else 1.0)
-    head = 0.8 * hal * lat
+    head = _HEAD_HALF_DISTANCE * hal * lat
     up_s = np.sin(alpha) * lat + np.cos(alpha) * up  # proximal direction of the shaft
     down = -up_s
     lat_s = _unit(lat - (lat @ up_s) * up_s)
@@ -364,7 +410,7 @@ def _femur(side: int, hal: float, nsa: float, female: bool) -> dict:
     r_top = 0.15 * hal
     l_hj = max(hal - r_h - 0.06 * hal - r_top / np.sin(np.pi - theta), 0.3 * hal)
     j = head - l_hj * neck  # neck-shaft junction on the shaft axis
-    gt = j + 0.17 * hal * up_s + 0.07 * hal * lat - 0.03 * hal * ant
+    gt = j + 0.17 * hal * up_s + 0.05 * hal * lat - 0.03 * hal * ant
     lt = j + 0.30 * hal * down - 0.15 * hal * lat - 0.07 * hal * ant
     mid = head - 0.55 * l_hj * neck
     parts = [
@@ -389,16 +435,12 @@ def _femur(side: int, hal: float, nsa: float, female: bool) -> dict:
     }
 
 
-def _socket_radius(r_hole: float, offset: float, coverage_deg: float) -> float:
-    """Radius of the acetabular bone mass so the socket rim sits ``coverage_deg`` off its axis."""
-    c = np.cos(np.radians(coverage_deg))
-    return float(np.sqrt(offset**2 + r_hole**2 - 2 * offset * r_hole * c))
-
-
 def _pelvis(hal: float, r_h: float, gap: float, female: bool) -> tuple[list, list]:
     """Pelvis parts (anatomical mm) and the two socket carvings; see :func:`_femur` axes."""
-    d = 0.8 * hal
+    d = _HEAD_HALF_DISTANCE * hal
     w = 1.06 if female else 1.0  # wider pelvic inlet and pubic arch in women
+    up = np.array([0.0, 0.0, 1.0])
+    ant = np.array([0.0, 1.0, 0.0])
     parts, carves = [], []
     for side in (-1, 1):
         lat = np.array([side, 0.0, 0.0])
@@ -409,38 +451,61 @@ def _pelvis(hal: float, r_h: float, gap: float, female: bool) -> tuple[list, lis
         head = p(d, 0, 0)
         into = _unit(0.60 * -lat + np.array([0.0, -0.20, 0.77]))  # acetabular axis, inwards
         r_hole = r_h + gap
-        offset = 0.4 * r_h
-        parts.append(("sphere", head + offset * into, _socket_radius(r_hole, offset, 97.0)))
+        # acetabulum: a ball of bone around the socket, cut by the opening plane so that the
+        # rim covers 100 deg from the acetabular axis, then carved by the socket itself
+        cut = -r_hole * np.cos(np.radians(100.0))
+        parts.append(("cup", head + 0.3 * r_h * into, r_hole + 0.45 * r_h, head, into, cut))
         carves.append(("sphere", head, r_hole))
-        # ilium: body from the acetabular roof up to the wing; wing = thin oriented ellipsoid
-        parts.append(("cone", head + 1.05 * r_h * into, p(d - 10, -20, 48), 0.75 * r_h, 13.0))
-        e1 = _unit(0.55 * lat + np.array([0.0, 0.83, 0.0]))  # ASIS <- -> sacroiliac joint
-        e2 = _unit(0.35 * lat + np.array([0.0, 0.0, 0.94]))
+        # ilium: thick body from the acetabular roof up to the wing (a thin slab) with a crest
+        parts.append(("cone", head + 1.0 * r_h * into, p(d - 6, -6, 54), 0.85 * r_h, 0.55 * r_h))
+        parts.append(
+            (
+                "disc",
+                p(d - 8, -8, 40),
+                _unit(lat - 0.25 * up),
+                _unit(up + 0.25 * lat),
+                22.0,
+                30.0,
+                9.0,
+            )
+        )
+        e1 = _unit(0.55 * lat + 0.83 * ant)  # anterior superior iliac spine <-> SI joint
+        e2 = _unit(0.30 * lat + 0.95 * up)  # flares laterally upwards
         e2 = _unit(e2 - e1 * (e1 @ e2))
-        e3 = np.cross(e1, e2)
-        wing_c = p(d - 4, -18, 84)
-        parts.append(("ellipsoid", wing_c, np.array([e1, e2, e3]), np.array([62.0, 42.0, 6.0])))
-        # iliac crest: thickened rim along the top of the wing
-        rim = [wing_c + 60 * np.cos(t) * e1 + 40 * np.sin(t) * e2 for t in np.radians([15, 60, 105, 150])]
+        wing_c = p(d - 4, -18, 86)
+        parts.append(("disc", wing_c, e1, e2, 62.0, 42.0, 3.5))
+        rim = [
+            wing_c + 60 * np.cos(t) * e1 + 40 * np.sin(t) * e2
+            for t in np.radians([10, 55, 100, 150])
+        ]
         for a, b in zip(rim[:-1], rim[1:], strict=True):
             parts.append(("cone", a, b, 6.0, 6.0))
-        # pelvic brim (arcuate line) from the medial acetabulum to the sacroiliac joint
-        parts.append(("cone", p(d - 24, -4, 16), p(44 * w, -58, 66), 9.0, 8.0))
+        # medial acetabular wall (quadrilateral plate) and pelvic brim to the sacroiliac joint
+        normal = _unit(lat + 0.2 * up)
+        parts.append(
+            ("disc", p(d - 28, -14, -4), ant, _unit(np.cross(normal, ant)), 20.0, 28.0, 4.5)
+        )
+        parts.append(("cone", p(d - 26, -6, 18), p(44 * w, -60, 66), 9.0, 8.0))
+        parts.append(("cone", p(d - 8, -12, 46), p(46 * w, -68, 76), 12.0, 11.0))  # posterior
         # superior pubic ramus, pubic body (symphysis gap at the midline)
         parts.append(("cone", p(d - 16, 14, -6), p(20 * w, 50, -24), 10.0, 8.5))
         pub = p(15 * w, 50, -34)
-        parts.append(("ellipsoid", pub, np.array([lat, [0, 1, 0], [0, 0, 1]]), [10.0, 9.0, 16.0]))
+        parts.append(("ellipsoid", pub, np.array([lat, ant, up]), [10.0, 9.0, 16.0]))
         # ischium down to the tuberosity, ischiopubic ramus back to the pubis
         tub = p(d - 24, -32, -62)
-        parts.append(("cone", head + 1.1 * r_h * _unit(-0.45 * lat + [0, -0.7, -0.55]), tub, 13.0, 12.0))
+        parts.append(("cone", p(d - 20, -22, -20), tub, 12.0, 12.0))
         parts.append(("cone", tub + np.array([0, 6, -2]), p(17 * w, 44, -46), 7.0, 7.0))
-    # sacrum (tilted: promontory anterior-superior), alae, L5 body
+    # sacrum (tilted: promontory anterior-superior), alae to the sacroiliac joints, L5 body
     axis = _unit([0.0, 0.45, 0.89])
     ap = np.cross([1.0, 0.0, 0.0], axis)
-    parts.append(("ellipsoid", np.array([0, -78, 80.0]), np.array([[1, 0, 0], axis, ap]), [36, 52, 15]))
+    parts.append(
+        ("ellipsoid", np.array([0, -80, 80.0]), np.array([[1, 0, 0], axis, ap]), [44, 55, 20])
+    )
     for side in (-1, 1):
-        parts.append(("cone", np.array([0, -62, 106.0]), np.array([side * 44 * w, -66, 92.0]), 17, 14))
-    parts.append(("ellipsoid", np.array([0, -48, 138.0]), np.eye(3), [25.0, 19.0, 13.0]))
+        parts.append(
+            ("cone", np.array([0, -64, 104.0]), np.array([side * 46 * w, -68, 92.0]), 18, 15)
+        )
+    parts.append(("ellipsoid", np.array([0, -48, 140.0]), np.eye(3), [26.0, 20.0, 13.0]))
     return parts, carves
 
 
@@ -458,6 +523,12 @@ def _place(part, rot: np.ndarray, shift: np.ndarray, scale: float) -> _Prim:
     if kind == "ellipsoid":
         axes = (rot @ np.asarray(part[2], float).T).T
         return _ellipsoid(pt(part[1]), axes, scale * np.asarray(part[3], float))
+    if kind == "cup":
+        _, c, r, apex, axis, cut = part
+        return _cup(pt(c), scale * r, pt(apex), rot @ axis, scale * cut)
+    if kind == "disc":
+        _, c, e1, e2, r1, r2, half = part
+        return _disc(pt(c), rot @ e1, rot @ e2, scale * r1, scale * r2, scale * half)
     raise ValueError(kind)
 
 
@@ -470,7 +541,7 @@ def _body_slice(shape, spacing, scale, bmi, female, yaw, shift, hu_fat, hu_muscl
     xa = (c * x + s * y) / scale + _FOV_CENTRE[0]
     ya = (-s * x + c * y) / scale + _FOV_CENTRE[1]
     yb = ya + 10.0  # body centre 10 mm posterior of the hip centres
-    ax = float(np.clip(166 + 1.4 * (bmi - 22), 160, 182))
+    ax = float(np.clip(172 + 1.5 * (bmi - 22), 165, 185))
     ay = float(np.clip(112 + 3.4 * (bmi - 22), 95, 172))
     fat = float(np.clip(4.0 + 1.6 * (bmi - 18.0), 3.0, 45.0)) * (1.2 if female else 1.0)
     n = 2.6  # superellipse exponent: a boxier body than an ellipse
@@ -482,7 +553,7 @@ def _body_slice(shape, spacing, scale, bmi, female, yaw, shift, hu_fat, hu_muscl
     outer = np.clip((1 - rho(ax, ay)) * min(ax, ay) / edge + 0.5, 0, 1)
     inner = np.clip((1 - rho(ax - fat, ay - 1.25 * fat)) * min(ax, ay) / edge + 0.5, 0, 1)
     hu = -1000.0 + outer * (hu_fat + 1000.0) + inner * (hu_muscle - hu_fat)
-    return hu.astype(np.float32), fat
+    return hu.astype(np.float32)
 
 
 def _check_inputs(bmd, z, bmi, sex, hal, nsa, shape, spacing) -> bool:
@@ -533,7 +604,8 @@ def hip_ct_volume(
     hip_axis_length : float
         Hip-axis length in mm (typical 95-115; clipped to 80-130 for the geometry). Sets the
         head-to-trochanter distance along the neck axis, the size of the proximal femur and
-        the distance between the femoral heads (``2 * 0.8 * HAL`` anatomical mm).
+        the distance between the femoral-head centres (``2 * 0.76 * HAL`` anatomical mm, i.e.
+        ``1.52 * HAL * anatomy_scale`` image mm).
     neck_shaft_angle : float
         Femoral neck-shaft angle in degrees (typical 125-135; clipped to 110-150).
     rng : numpy.random.Generator
@@ -576,7 +648,7 @@ def hip_ct_volume(
     rot = _rotation(*angles)
 
     # --- soft tissue ----------------------------------------------------------------------
-    body, _ = _body_slice(shape, sp, scale, bmi, female, angles[2], shift, hu_fat, hu_muscle)
+    body = _body_slice(shape, sp, scale, bmi, female, angles[2], shift, hu_fat, hu_muscle)
     vol = np.empty(shape, np.float32)
     vol[...] = body
     margin = 1.5 * sp
@@ -592,14 +664,12 @@ def hip_ct_volume(
 
     # --- bone parameters --------------------------------------------------------------------
     cort_hu = float(np.clip(1450 + 100 * t + 40 * z, 1100, 1850))
-    cort_mm = float(np.clip(1.9 + 0.3 * t + 0.3 * z, 0.8, 3.2))
+    cort_mm = float(np.clip(1.6 + 0.25 * t + 0.25 * z, 0.8, 2.6))
     porosity = float(np.clip(0.06 - 0.035 * z - 0.01 * t, 0.005, 0.25))
     trab_mean = float(np.clip(250 + 420 * (femoral_neck_bmd - _BMD_REF_MEAN), 60, 450))
     bv = float(np.clip(0.35 + 0.07 * z, 0.10, 0.60))
     mix = float(np.clip((z + 3.0) / 6.0, 0.0, 1.0)) * np.pi / 2
     w_fine, w_coarse = float(np.sin(mix)), float(np.cos(mix))
-    from scipy.special import ndtri
-
     thr, soft = float(ndtri(1 - bv)), 0.5
     o_mean = _soft_threshold_mean(round(thr, 4), soft)
     amp = 330.0
@@ -615,7 +685,7 @@ def hip_ct_volume(
         maps.append(per_axis)
 
     # --- skeleton ----------------------------------------------------------------------------
-    gap = max(3.0 * scale, 2.2 * sp)  # joint space, image mm (visible at any resolution)
+    gap = max(4.0 * scale, 2.5 * sp)  # joint space, image mm (kept visible at any resolution)
     femurs = [_femur(side, hal, a, female) for side, a in zip((-1, 1), nsa_lr, strict=True)]
     pelvis_parts, carves = _pelvis(hal, femurs[0]["r_h"], gap / scale, female)
     k_bone = 5.0 * scale
@@ -723,8 +793,7 @@ def write_nifti(ct: HipCT, path: str | os.PathLike) -> Path:
     img.set_sform(aff, code=1)
     img.header.set_xyzt_units("mm")
     img.header["descrip"] = b"fracrisk simulated hip CT (HU)"
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{name}.{uuid.uuid4().hex}.tmp{suffix}"
     try:
         nib.save(img, tmp)
         os.replace(tmp, path)

@@ -4,8 +4,9 @@ Coarse but recognisable anatomy, built in mm in each vertebra's own frame (``u``
 posterior, ``v`` along the spine's axis, ``x`` left-right) and voxelised with soft
 (partial-volume) edges:
 
-* five vertebral bodies stacked along a gentle lordotic arc (a circular arc whose tilt goes
-  from about +16 degrees at L5 to about -12 degrees at L1, so L3-L4 are the most anterior);
+* five vertebral bodies stacked along a gentle lordotic arc (a circular arc turning by
+  ~28 degrees, SD 5, from L5 to L1, upright on average: tilt ~+16 degrees at L5 and ~-12 at
+  L1, so that L3 is the most anterior);
   heights ~25-28 mm, AP depth ~30-35 mm, width ~40-50 mm, increasing caudally (women;
   men 8% larger), scaled down as a whole when the field of view is too small for them;
 * a rounded cross-section (superellipse: round anteriorly, flat posteriorly), a 1 mm
@@ -27,10 +28,11 @@ Texture (the image signature of the hidden bone quality ``z``): trabecular HU is
 random field ``F`` (FFT, log-normal radial band around wavelength ``lambda``), so the mean is
 fixed by BMD while ``z`` sets the structure: ``lambda = 4.5 exp(-0.22 z)`` mm (coarser for low
 ``z``) and ``beta = 0.75 - 0.15 z`` (sparser, more contrasted for low ``z``). Both make the
-texture of the projected bodies rougher for low ``z`` at the same BMD. Fields are drawn
-once per process into a small bank (five wavelengths, two variants each, cached); each
-vertebra blends the two bank levels around its ``lambda`` and takes a random crop with
-random flips.
+texture of the projected bodies rougher and coarser for low ``z`` at the same BMD. The
+texture is drawn for ``z + N(0, 0.5^2)``: the image shows ``z`` up to individual variation.
+Fields are drawn once per process into a small bank (five wavelengths, two variants each,
+cached); each vertebra blends the two bank levels around its ``lambda`` and takes a random
+crop with random flips.
 
 Genant deformities (Genant et al., J Bone Miner Res 1993;8:1137-1148) reduce a body's
 height by :data:`GENANT_HEIGHT_LOSS`: ``"wedge"`` lowers the anterior superior corner
@@ -48,7 +50,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from fracrisk.imaging.drr import project_points, render_drr
 
@@ -72,6 +73,8 @@ _BMD_REF_MEAN, _BMD_REF_SD = 0.858, 0.120
 
 _HU_AIR, _HU_FAT, _HU_MUSCLE, _HU_DISC, _HU_MARROW = -1000.0, -90.0, 45.0, 80.0, 20.0
 _NOISE_HU = 10.0
+# The texture shows z up to individual variation: it is drawn for z + N(0, 0.5^2) [I].
+_TEXTURE_Z_SD = 0.5
 _CORTEX_MM = 1.0
 
 # Nominal female L1..L5 dimensions in mm (men x1.08) [I, close to published morphometry].
@@ -152,7 +155,7 @@ def _band_pass_field(shape, wavelength_vox: float, seed: int) -> np.ndarray:
     radius = np.sqrt(sum(f * f for f in freqs))
     radius[(0,) * len(shape)] = 1e-9
     gain = np.exp(-0.5 * (np.log(radius * wavelength_vox) / 0.35) ** 2)
-    field = np.fft.irfftn(spectrum * gain, s=shape)
+    field = np.fft.irfftn(spectrum * gain, s=shape, axes=tuple(range(len(shape))))
     field -= field.mean()
     field /= field.std()
     return field.astype(np.float32)
@@ -172,6 +175,8 @@ def _texture_bank(shape: tuple[int, int, int], spacing: float) -> tuple[np.ndarr
                 [_band_pass_field(shape, vox, 7919 * k + v + 1) for v in range(_BANK_VARIANTS)]
             )
         )
+    for level in levels:
+        level.flags.writeable = False
     return tuple(levels)
 
 
@@ -179,7 +184,9 @@ def _texture_bank(shape: tuple[int, int, int], spacing: float) -> tuple[np.ndarr
 def _noise_bank(shape: tuple[int, int, int]) -> np.ndarray:
     """White CT noise (HU) for one volume shape, cached; patients take shifted/flipped views."""
     rng = np.random.default_rng(104729)
-    return rng.normal(0.0, _NOISE_HU, shape).astype(np.float32)
+    noise = rng.normal(0.0, _NOISE_HU, shape).astype(np.float32)
+    noise.flags.writeable = False
+    return noise
 
 
 def _bank_shape(spacing: float) -> tuple[int, int, int]:
@@ -192,10 +199,12 @@ def _bank_shape(spacing: float) -> tuple[int, int, int]:
 
 def _crop(field: np.ndarray, start, size, flips) -> np.ndarray:
     """A (possibly flipped) crop of a periodic field, wrapping around if needed."""
-    if all(o + b <= n for o, b, n in zip(start, size, field.shape)):
-        out = field[tuple(slice(o, o + b) for o, b in zip(start, size))]
+    if all(o + b <= n for o, b, n in zip(start, size, field.shape, strict=True)):
+        out = field[tuple(slice(o, o + b) for o, b in zip(start, size, strict=True))]
     else:  # a box larger than the bank (unusual shapes): wrap around the periodic field
-        idx = np.ix_(*[(o + np.arange(b)) % n for o, b, n in zip(start, size, field.shape)])
+        idx = np.ix_(
+            *[(o + np.arange(b)) % n for o, b, n in zip(start, size, field.shape, strict=True)]
+        )
         out = field[idx]
     return out[tuple(slice(None, None, -1) if f else slice(None) for f in flips)]
 
@@ -215,6 +224,7 @@ class _Vertebra:
     kind: str
     disc_above: float
     disc_below: float
+    k: float = 1.0  # scale of the column (1 = nominal size)
 
     def to_global(self, u, v):
         c, s = math.cos(self.phi), math.sin(self.phi)
@@ -252,26 +262,40 @@ class _Vertebra:
         return np.stack([y, z], -1)
 
     def posterior_parts(self):
-        """(u0, u1, v0, v1, x0, x1, roundness) boxes of the posterior elements (mirrored in x
-        when x0 > 0) and the transverse processes."""
-        h, d, w = self.height, self.depth, self.width
+        """Posterior elements as rounded boxes in the vertebra's frame.
+
+        Each is ``(u0, u1, v0, v1, x0, x1, roundness, cortex_mm, kind)``, mirrored in x when
+        ``x0 > 0``; ``kind`` is ``"arch"`` (pedicles, articular processes, laminae, spinous
+        process) or ``"process"`` (transverse processes). Lengths in mm at the nominal size
+        are multiplied by the column's scale ``k``.
+        """
+        h, d, w, k = self.height, self.depth, self.width, self.k
         back = -d / 2
-        canal = 0.45 * d  # spinal canal AP diameter, ~15 mm
-        vp = 0.18 * h  # pedicles in the upper half of the body
-        xp = 0.30 * w  # pedicle centre, ~13 mm from the midline
-        wp = 0.19 * w  # pedicle width
+        arch = back - 0.45 * d  # behind the spinal canal (AP diameter ~15 mm)
+        vp, xp, wp = 0.18 * h, 0.30 * w, 0.19 * w  # pedicle level, centre and width
+        tp = back - 0.25 * d  # transverse processes
+        # fmt: off
         return [
             # pedicles: from the posterior wall back across the canal
-            (back - canal - 1.0, back + 2.5, vp - 0.26 * h, vp + 0.26 * h, xp - wp / 2, xp + wp / 2, 2.5),
-            # articular pillars (superior/inferior articular processes and pars)
-            (back - canal - 9.0, back - canal + 3.0, vp - 0.95 * h, vp + 0.42 * h, xp - 4.5, xp + 5.5, 3.0),
+            (arch - k, back + 2.5 * k, vp - 0.26 * h, vp + 0.26 * h,
+             xp - wp / 2, xp + wp / 2, 2.5, 1.5, "arch"),
+            # superior articular processes, rising from the pedicles (in front of the joint)
+            (arch - 3 * k, arch + 4 * k, vp - 0.1 * h, vp + 0.48 * h,
+             xp - 3.5 * k, xp + 5.5 * k, 2.5, 1.0, "arch"),
+            # inferior articular processes, hanging from the laminae (behind the joint)
+            (arch - 9.5 * k, arch - 2 * k, vp - 0.98 * h, vp - 0.05 * h,
+             xp - 4.5 * k, xp + 4.5 * k, 2.5, 1.0, "arch"),
             # laminae: the roof of the canal
-            (back - canal - 6.5, back - canal + 0.5, vp - 0.62 * h, vp + 0.22 * h, -xp, xp, 4.0),
+            (arch - 6.5 * k, arch + 0.5 * k, vp - 0.62 * h, vp + 0.22 * h,
+             -xp, xp, 4.0, 1.0, "arch"),
             # spinous process: a hatchet pointing backwards
-            (back - canal - 27.0, back - canal - 3.0, vp - 0.72 * h, vp + 0.02 * h, -3.2, 3.2, 3.0),
-            # transverse processes
-            (back - 0.55 * canal - 4.0, back - 0.55 * canal + 4.5, vp - 4.5, vp + 4.5, xp, w / 2 + 17.0, 2.5),
+            (arch - 27 * k, arch - 3 * k, vp - 0.72 * h, vp + 0.02 * h,
+             -3.2 * k, 3.2 * k, 3.0, 1.0, "arch"),
+            # transverse processes: thin, mostly cancellous, superimposed on the pedicles
+            (tp - 3 * k, tp + 3 * k, vp - 3.5 * k, vp + 3.5 * k,
+             xp + wp / 2 - k, w / 2 + 10 * k, 2.5, 0.6, "process"),
         ]
+        # fmt: on
 
 
 def _layout(rng, *, sex: str, genant_grades, deformity_types) -> list[_Vertebra]:
@@ -281,10 +305,12 @@ def _layout(rng, *, sex: str, genant_grades, deformity_types) -> list[_Vertebra]
     depths = _DEPTH * size * np.exp(rng.normal(0.0, 0.02, 5))
     widths = _WIDTH * size * np.exp(rng.normal(0.0, 0.02, 5))
     discs = _DISC * size * np.exp(rng.normal(0.0, 0.06, 6))
-    phi_bottom = math.radians(rng.normal(16.0, 3.0))
+    # Tilt of the column's middle (L3) and the lordosis from L5 to L1 (degrees) [I].
+    phi_middle = math.radians(rng.normal(2.0, 3.0))
     lordosis = math.radians(float(np.clip(rng.normal(28.0, 5.0), 15.0, 40.0)))
     arc = float(heights.sum() + discs[1:5].sum() + (discs[0] + discs[5]) / 2)
     kappa = lordosis / arc  # rad per mm of arc length
+    phi_bottom = phi_middle + kappa * arc / 2
 
     def point(s):  # position on the arc (y, z) and tilt at arc length s from the bottom
         phi = phi_bottom - kappa * s
@@ -299,9 +325,16 @@ def _layout(rng, *, sex: str, genant_grades, deformity_types) -> list[_Vertebra]
         y, z, phi = point(s_centre)
         grade = int(genant_grades[i])
         vertebrae[i] = _Vertebra(
-            cy=y, cz=z, phi=phi, height=heights[i], depth=depths[i], width=widths[i],
-            loss=GENANT_HEIGHT_LOSS[grade], kind=deformity_types[i] if grade else "none",
-            disc_above=discs[i], disc_below=discs[i + 1],
+            cy=y,
+            cz=z,
+            phi=phi,
+            height=heights[i],
+            depth=depths[i],
+            width=widths[i],
+            loss=GENANT_HEIGHT_LOSS[grade],
+            kind=deformity_types[i] if grade else "none",
+            disc_above=discs[i],
+            disc_below=discs[i + 1],
         )
         s = s_centre + heights[i] / 2 - vertebrae[i].mean_top_loss() + discs[i]
     return vertebrae
@@ -312,13 +345,16 @@ def _scale_and_place(vertebrae, fov_yz, spacing) -> list[_Vertebra]:
     points = []
     for vb in vertebrae:
         hd = vb.depth / 2
-        for u, v in ((hd, vb.height / 2 + vb.disc_above / 2), (hd, -vb.height / 2 - vb.disc_below / 2)):
+        for u, v in (
+            (hd, vb.height / 2 + vb.disc_above / 2),
+            (hd, -vb.height / 2 - vb.disc_below / 2),
+        ):
             points.append(vb.to_global(u, v))
-        for u0, _u1, v0, v1, *_ in vb.posterior_parts()[:4]:
+        for u0, _u1, v0, v1, *_ in vb.posterior_parts()[:5]:
             points += [vb.to_global(u0, v0), vb.to_global(u0, v1)]
     pts = np.array(points)
     lo, hi = pts.min(0), pts.max(0)
-    margin_post, margin_ant, margin_z = 6.0, 4.0, spacing
+    margin_post, margin_ant, margin_z = 5.0, 8.0, spacing
     room = np.array([fov_yz[0] - margin_post - margin_ant, fov_yz[1] - 2 * margin_z])
     k = float(min(1.0, *(room / (hi - lo))))
     centre_in = (lo + hi) / 2
@@ -328,9 +364,17 @@ def _scale_and_place(vertebrae, fov_yz, spacing) -> list[_Vertebra]:
         cy, cz = centre_out + k * (np.array([vb.cy, vb.cz]) - centre_in)
         placed.append(
             _Vertebra(
-                cy=float(cy), cz=float(cz), phi=vb.phi, height=k * vb.height,
-                depth=k * vb.depth, width=k * vb.width, loss=vb.loss, kind=vb.kind,
-                disc_above=k * vb.disc_above, disc_below=k * vb.disc_below,
+                cy=float(cy),
+                cz=float(cz),
+                phi=vb.phi,
+                height=k * vb.height,
+                depth=k * vb.depth,
+                width=k * vb.width,
+                loss=vb.loss,
+                kind=vb.kind,
+                disc_above=k * vb.disc_above,
+                disc_below=k * vb.disc_below,
+                k=k,
             )
         )
     return placed
@@ -344,9 +388,7 @@ class _Grid:
         self.shape, self.s, self.inv = shape, spacing, 1.0 / spacing
         self.z = ((np.arange(shape[0]) + 0.5) * spacing).astype(np.float32)
         self.y = ((np.arange(shape[1]) + 0.5) * spacing).astype(np.float32)
-        self.x = ((np.arange(shape[2]) + 0.5) * spacing - shape[2] * spacing / 2).astype(
-            np.float32
-        )
+        self.x = ((np.arange(shape[2]) + 0.5) * spacing - shape[2] * spacing / 2).astype(np.float32)
 
     def box(self, vb: _Vertebra, u0, u1, v0, v1, x0, x1):
         """Index slices covering a local (u, v) rectangle and an x range (1-voxel margin)."""
@@ -402,7 +444,9 @@ def _paint_body(vol, grid: _Grid, vb: _Vertebra, rng, *, trab_mean, cortex_hu, z
     box = grid.box(vb, -hd, hd, -vb.height / 2, vb.height / 2, -vb.width / 2, vb.width / 2)
     u, v = grid.local(vb, box)
     top, bot = vb.endplates(u)
-    dsag = np.minimum(np.minimum(v - bot, top - v), hd - np.abs(u)).astype(np.float32)
+    # Anterior and posterior walls slightly concave (a 1 mm waist at mid-height).
+    wall = hd - 0.04 * vb.depth * (1.0 - np.clip(2.0 * v / vb.height, -1.0, 1.0) ** 2)
+    dsag = np.minimum(np.minimum(v - bot, top - v), wall - np.abs(u)).astype(np.float32)
     xw = _half_width(vb, u).astype(np.float32)
     d3 = np.minimum(dsag[:, :, None], xw[:, :, None] - np.abs(grid.x[box[2]]))
     alpha = _soft(d3, grid.inv)
@@ -415,7 +459,10 @@ def _paint_body(vol, grid: _Grid, vb: _Vertebra, rng, *, trab_mean, cortex_hu, z
     lower = min(int(pos), len(_BANK_Z) - 2)
     frac = pos - lower
     variants = rng.integers(0, _BANK_VARIANTS, 2)
-    starts = [int(rng.integers(0, max(n - b, 0) + 1)) for n, b in zip(bank[0].shape[1:], shape)]
+    starts = [
+        int(rng.integers(0, max(n - b, 0) + 1))
+        for n, b in zip(bank[0].shape[1:], shape, strict=True)
+    ]
     flips = rng.random(3) < 0.5
     field = _crop(bank[lower][variants[0]], starts, shape, flips) * np.float32(
         math.cos(math.pi / 2 * frac)
@@ -435,24 +482,29 @@ def _paint_body(vol, grid: _Grid, vb: _Vertebra, rng, *, trab_mean, cortex_hu, z
     sub += alpha * (trab - sub)
 
 
-def _paint_posterior(vol, grid: _Grid, vb: _Vertebra, hu):
-    for u0, u1, v0, v1, x0, x1, p in vb.posterior_parts():
+def _paint_posterior(vol, grid: _Grid, vb: _Vertebra, *, core_hu, cortex_hu):
+    for u0, u1, v0, v1, x0, x1, p, shell, kind in vb.posterior_parts():
+        core = core_hu if kind == "arch" else 0.5 * (core_hu + _HU_MUSCLE)
+        cortex = cortex_hu if kind == "arch" else 0.6 * cortex_hu
         sides = [(x0, x1), (-x1, -x0)] if x0 > 0 else [(x0, x1)]
         for a, b in sides:
             box = grid.box(vb, u0, u1, v0, v1, a, b)
             if any(s.stop <= s.start for s in box):
                 continue
             u, v = grid.local(vb, box)
-            a2 = _soft(_rounded_rect(u, v, u0, u1, v0, v1, p), grid.inv).astype(np.float32)
+            d2 = _rounded_rect(u, v, u0, u1, v0, v1, p).astype(np.float32)
             x = grid.x[box[2]]
-            ax = _soft(np.minimum(x - a, b - x), grid.inv)
+            d3 = np.minimum(d2[:, :, None], np.minimum(x - a, b - x)[None, None, :])
+            hu = np.clip((shell - d3) * grid.inv + 0.5, 0.0, 1.0)
+            hu *= np.float32(cortex - core)
+            hu += np.float32(core)
             sub = vol[box]
-            sub += (a2[:, :, None] * ax[None, None, :]) * (np.float32(hu) - sub)
+            sub += _soft(d3, grid.inv) * (hu - sub)
 
 
 def _soft_tissue(grid: _Grid, vertebrae, bmi: float) -> np.ndarray:
     """(ny, nx) HU of the trunk cross-section: muscle, subcutaneous fat, air."""
-    tips = [vb.to_global(vb.posterior_parts()[3][0], 0.0)[0] for vb in vertebrae]
+    tips = [vb.to_global(vb.posterior_parts()[4][0], 0.0)[0] for vb in vertebrae]
     back = min(tips) - float(np.clip(5.0 + 0.9 * (bmi - 18.0), 3.0, 30.0))  # skin, y in mm
     half_width = float(np.clip(24.0 + 1.8 * (bmi - 18.0), 20.0, 200.0))  # lateral, mm
     fat = float(np.clip(2.0 + 0.8 * (bmi - 18.0), 1.0, 25.0))
@@ -469,7 +521,9 @@ def _soft_tissue(grid: _Grid, vertebrae, bmi: float) -> np.ndarray:
     return base.astype(np.float32)
 
 
-def _check_inputs(femoral_neck_bmd, z, genant_grades, deformity_types, bmi, sex, rng, shape, spacing):
+def _check_inputs(
+    femoral_neck_bmd, z, genant_grades, deformity_types, bmi, sex, rng, shape, spacing
+):
     for name, value in (("femoral_neck_bmd", femoral_neck_bmd), ("z", z), ("bmi", bmi)):
         if not (isinstance(value, (int, float, np.number)) and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -485,7 +539,7 @@ def _check_inputs(femoral_neck_bmd, z, genant_grades, deformity_types, bmi, sex,
         raise ValueError(
             f"deformity_types must be 5 of {DEFORMITY_TYPES} for L1..L5, got {deformity_types!r}"
         )
-    for name, grade, kind in zip(VERTEBRAE, grades, kinds):
+    for name, grade, kind in zip(VERTEBRAE, grades, kinds, strict=True):
         if grade > 0 and kind == "none":
             raise ValueError(
                 f"deformity_types: {name} has Genant grade {grade} but type 'none'; choose one "
@@ -556,7 +610,7 @@ def spine_volume(
     trab_mean = float(np.clip(170.0 + 35.0 * t_score + rng.normal(0.0, 10.0), 40.0, 330.0))
     level_jitter = np.exp(rng.normal(0.0, 0.03, 5))
     cortex_hu = float(np.clip(700.0 + 100.0 * t_score, 350.0, 1100.0))
-    posterior_hu = 0.55 * cortex_hu + 0.45 * trab_mean
+    z_texture = float(z) + rng.normal(0.0, _TEXTURE_Z_SD)
 
     vol = np.empty(shape, dtype=np.float32)
     vol[...] = _soft_tissue(grid, vertebrae, bmi)[None]
@@ -567,12 +621,16 @@ def spine_volume(
             _paint_disc(vol, grid, vb, -vb.height / 2 - vb.disc_below, -vb.height / 2 + 1.0)
     for i, vb in enumerate(vertebrae):
         _paint_body(
-            vol, grid, vb, rng,
+            vol,
+            grid,
+            vb,
+            rng,
             trab_mean=trab_mean * level_jitter[i] * (1.0 + 0.3 * vb.loss),
-            cortex_hu=cortex_hu, z_quality=float(z),
+            cortex_hu=cortex_hu,
+            z_quality=z_texture,
         )
     for vb in vertebrae:
-        _paint_posterior(vol, grid, vb, posterior_hu)
+        _paint_posterior(vol, grid, vb, core_hu=1.3 * trab_mean, cortex_hu=cortex_hu)
 
     noise = _noise_bank(shape)
     shift = int(rng.integers(0, shape[0]))
@@ -584,7 +642,9 @@ def spine_volume(
     return SpineVolume(vol.astype(np.int16), (s, s, s), corners)
 
 
-def lateral_radiograph(spine: SpineVolume, *, size: tuple[int, int] | None = None) -> LateralRadiograph:
+def lateral_radiograph(
+    spine: SpineVolume, *, size: tuple[int, int] | None = None
+) -> LateralRadiograph:
     """Render the lateral radiograph of a spine volume and project its keypoints.
 
     Parameters
@@ -599,14 +659,17 @@ def lateral_radiograph(spine: SpineVolume, *, size: tuple[int, int] | None = Non
     LateralRadiograph
         The image (line integrals), its pixel spacing and the body corners in pixels.
     """
-    volume = spine.volume_hu
+    volume = np.asarray(spine.volume_hu)
+    corners = np.asarray(spine.corners, dtype=np.float64)
+    if volume.ndim != 3 or corners.shape != (5, 4, 2):
+        raise ValueError(
+            "spine must hold a (nz, ny, nx) volume_hu and (5, 4, 2) corners, got shapes "
+            f"{volume.shape} and {corners.shape}"
+        )
     image = render_drr(volume, spine.spacing, views=("lateral",), size=size)[0]
     h, w = image.shape
     nz, ny = volume.shape[0], volume.shape[1]
     pixel_spacing = (nz * spine.spacing[0] / h, ny * spine.spacing[1] / w)
-    corners = np.asarray(spine.corners, dtype=np.float64)
     points = np.stack([corners[..., 1], corners[..., 0], np.zeros(corners.shape[:-1])], -1)
     keypoints = project_points(points, "lateral", volume.shape, spine.spacing, size=size)
-    with torch.no_grad():
-        array = image.cpu().numpy().astype(np.float32, copy=False)
-    return LateralRadiograph(array, pixel_spacing, keypoints)
+    return LateralRadiograph(image.numpy(), pixel_spacing, keypoints)
