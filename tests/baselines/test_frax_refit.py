@@ -176,3 +176,29 @@ def test_competing_death_lowers_absolute_risk_below_cause_specific(data, test_ri
     absolute = test_risk_10y.to_numpy()
     assert absolute.mean() < cause_specific.mean()
     assert np.mean(absolute < cause_specific) > 0.99
+
+
+def test_hip_outcome_uses_fracture_sites_and_is_below_mof():
+    from fracrisk.simulate import cohort
+
+    simulated = cohort(30000, preset="population", seed=5)
+    train, test = simulated.split(0.3, seed=0)
+    hip = FraxStyleRefit(outcome="hip").fit(train)
+    mof = FraxStyleRefit().fit(train)
+    hip_risk = hip.predict_risk(test, 10.0).to_numpy()
+    mof_risk = mof.predict_risk(test, 10.0).to_numpy()
+    assert hip_risk.mean() < 0.6 * mof_risk.mean()
+    # hip risk rises with age more steeply than MOF (FRAX tables [V])
+    age = test.df["age"].to_numpy()
+    old, young = age >= 80, age < 60
+    assert (
+        hip_risk[old].mean() / hip_risk[young].mean()
+        > mof_risk[old].mean() / mof_risk[young].mean()
+    )
+    assert hip.fracture_model_.baseline_hazard_.event_times_.size < (
+        mof.fracture_model_.baseline_hazard_.event_times_.size
+    )
+    with pytest.raises(ValueError, match="fracture_site"):
+        FraxStyleRefit(outcome="hip").fit(train.df.drop(columns="fracture_site"))
+    with pytest.raises(ValueError, match="outcome must be"):
+        FraxStyleRefit(outcome="wrist")

@@ -30,6 +30,11 @@ class FraxStyleRefit:
 
     Parameters
     ----------
+    outcome : {"mof", "hip"}, default "mof"
+        The fracture modelled: the cohort's event (code 1, a major osteoporotic fracture in
+        the simulator's ``population`` preset), or a hip fracture, which needs a
+        ``fracture_site`` column; a fracture at another site then ends follow-up without
+        the event (the data hold first fractures only).
     with_bmd : bool, default True
         Use the femoral-neck T-score (and its age interaction). As in FRAX, secondary
         osteoporosis is then dropped; without BMD it is kept and the T-score is not used.
@@ -48,8 +53,16 @@ class FraxStyleRefit:
     """
 
     def __init__(
-        self, *, with_bmd: bool = True, ties: str = "efron", penalizer: float = 0.0
+        self,
+        *,
+        outcome: str = "mof",
+        with_bmd: bool = True,
+        ties: str = "efron",
+        penalizer: float = 0.0,
     ) -> None:
+        if outcome not in ("mof", "hip"):
+            raise ValueError(f"outcome must be 'mof' or 'hip', got {outcome!r}")
+        self.outcome = outcome
         self.with_bmd, self.ties, self.penalizer = with_bmd, ties, penalizer
 
     def _design(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -75,7 +88,7 @@ class FraxStyleRefit:
         return design
 
     def fit(self, data: Cohort | pd.DataFrame) -> FraxStyleRefit:
-        """Fit the fracture (code 1) and death (code 2) cause-specific hazard models."""
+        """Fit the fracture (code 1, or hip) and death (code 2) cause-specific hazard models."""
         cohort = as_cohort(data)
         design = self._design(cohort.df)
         self.covariates_ = list(design.columns)
@@ -84,11 +97,19 @@ class FraxStyleRefit:
                 "FraxStyleRefit needs deaths (event code 2) to model the "
                 "competing mortality; none in the training data"
             )
+        fracture = cohort.event == 1
+        if self.outcome == "hip":
+            if "fracture_site" not in cohort.df.columns:
+                raise ValueError(
+                    "outcome='hip' needs a 'fracture_site' column (hip, vertebral, "
+                    "other) for the fractures"
+                )
+            fracture = fracture & (cohort.df["fracture_site"] == "hip").to_numpy()
         frames = {}
-        for name, code in (("fracture", 1), ("death", 2)):
+        for name, happened in (("fracture", fracture), ("death", cohort.event == 2)):
             frame = design.copy()
             frame["time"] = cohort.time
-            frame["event"] = (cohort.event == code).astype(np.int64)
+            frame["event"] = happened.astype(np.int64)
             frames[name] = frame
         options = {"ties": self.ties, "penalizer": self.penalizer}
         self.fracture_model_ = CoxPH(**options).fit(frames["fracture"], covariates=self.covariates_)
