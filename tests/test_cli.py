@@ -118,3 +118,40 @@ def test_simulate_writes_a_cohort_that_reads_back(tmp_path, capsys):
     assert "wrote 300 patients" in capsys.readouterr().out
     assert main(["simulate", "--n", "10", "--out", str(out), "--no-progress"]) == 2
     assert "pass overwrite=True (CLI: --overwrite)" in capsys.readouterr().err
+
+
+def test_simulate_with_images_writes_readable_files(tmp_path):
+    import json
+
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+
+    from fracrisk.data import Cohort
+
+    out = tmp_path / "sim"
+    args = [
+        "simulate",
+        "--preset",
+        "kim2024",
+        "--n",
+        "3",
+        "--images",
+        "hip_ct",
+        "spine",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    cohort = Cohort.read(out / "cohort.parquet")
+    assert set(cohort.image_cols) == {"hip_ct_path", "spine_xray_path"}
+    volume = nib.load(cohort.df["hip_ct_path"].iloc[0])
+    assert volume.shape == (96, 128, 128) and volume.get_fdata().max() > 700  # cortical bone
+    xray = np.asarray(Image.open(cohort.df["spine_xray_path"].iloc[0]))
+    keypoints = np.array(json.loads(cohort.df["spine_keypoints"].iloc[0]))
+    assert keypoints.shape == (5, 4, 2)
+    assert (keypoints[..., 0] < xray.shape[1]).all() and (keypoints[..., 1] < xray.shape[0]).all()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]

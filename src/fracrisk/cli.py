@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -121,6 +122,18 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
+        "--ct-format",
+        default="nii.gz",
+        choices=["nii.gz", "nii", "dicom"],
+        help="hip CT files (default nii.gz)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="processes making images (default: CPU cores, at most 4)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing simulation directory"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -144,6 +157,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             images=args.images,
             out_dir=staging,
+            ct_format=args.ct_format,
+            workers=args.workers,
             progress=not args.no_progress,
         )
         # image paths point into the staging directory until it is moved into place

@@ -795,7 +795,14 @@ def write_nifti(ct: HipCT, path: str | os.PathLike) -> Path:
     img.header["descrip"] = b"fracrisk simulated hip CT (HU)"
     tmp = path.parent / f".{name}.{uuid.uuid4().hex}.tmp{suffix}"
     try:
-        nib.save(img, tmp)
+        if suffix == ".nii.gz":
+            # ISA-L's gzip is ~3.5x faster than zlib's at the same size; the stream is plain
+            # gzip, readable by nibabel and every NIfTI reader.
+            from isal import igzip
+
+            tmp.write_bytes(igzip.compress(img.to_bytes(), compresslevel=1))
+        else:
+            nib.save(img, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
