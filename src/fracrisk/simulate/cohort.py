@@ -100,7 +100,7 @@ PRESETS: dict[str, Preset] = {
         max_follow_up=5.4,
         entry_window=3.0,
         loss_rate=0.04,
-        fracture_scale=2.25,
+        fracture_scale=2.47,
         images=("spine",),
         source="Kong et al. 2022, Endocrinol Metab 37:674-683",
     ),
