@@ -160,3 +160,13 @@ def test_bad_arguments():
         cohort(10, images=["spine"])
     with pytest.raises(ValueError, match="unknown image kind"):
         cohort(10, images=["mri"], out_dir="x")
+
+
+def test_images_do_not_depend_on_the_number_of_workers(tmp_path):
+    one = cohort(60, seed=2, images=["spine"], out_dir=tmp_path / "one", workers=1)
+    two = cohort(60, seed=2, images=["spine"], out_dir=tmp_path / "two", workers=2)
+    pd.testing.assert_series_equal(one.df["spine_keypoints"], two.df["spine_keypoints"])
+    first = (tmp_path / "one").rglob("*.png")
+    for path in sorted(first)[:5]:
+        twin = tmp_path / "two" / path.relative_to(tmp_path / "one")
+        assert path.read_bytes() == twin.read_bytes()

@@ -64,46 +64,35 @@ def write_images(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="images", unit="patient")
+    tasks = [
+        (
+            clinical.iloc[start:stop],
+            truth.iloc[start:stop],
+            images,
+            out,
+            seed,
+            shape,
+            ct_format,
+            start,
+        )
+        for start, stop in chunks
+    ]
     parts = []
     if workers == 1 or len(chunks) == 1:
-        for start, stop in chunks:
-            parts.append(
-                _write_range(
-                    clinical.iloc[start:stop],
-                    truth.iloc[start:stop],
-                    images,
-                    out,
-                    seed,
-                    shape,
-                    ct_format,
-                    start,
-                )
-            )
+        for task in tasks:
+            parts.append(_write_range(*task))
             if bar is not None:
-                bar.update(stop - start)
+                bar.update(len(task[0]))
     else:
         context = multiprocessing.get_context("spawn")  # safe with torch and threads
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_one_thread_per_worker
         ) as pool:
-            futures = [
-                pool.submit(
-                    _write_range,
-                    clinical.iloc[start:stop],
-                    truth.iloc[start:stop],
-                    images,
-                    out,
-                    seed,
-                    shape,
-                    ct_format,
-                    start,
-                )
-                for start, stop in chunks
-            ]
-            for (start, stop), future in zip(chunks, futures, strict=True):
-                parts.append(future.result())
+            results = pool.map(_write_range, *zip(*tasks, strict=True))
+            for task, part in zip(tasks, results, strict=True):
+                parts.append(part)
                 if bar is not None:
-                    bar.update(stop - start)
+                    bar.update(len(task[0]))
     if bar is not None:
         bar.close()
     return {key: [v for part in parts for v in part[key]] for key in parts[0]}

@@ -23,7 +23,13 @@ import pandas as pd
 
 from fracrisk.data.cohort import Cohort
 
-__all__ = ["clinical_cohort", "draw_patients", "follow_up", "fracture_log_relative_hazard"]
+__all__ = [
+    "clinical_cohort",
+    "death_log_hazard",
+    "draw_patients",
+    "follow_up",
+    "fracture_log_relative_hazard",
+]
 
 _DAYS_PER_YEAR = 365.25
 _EFFECTS = ("frax", "nonlinear")
@@ -172,6 +178,25 @@ def _true_risks(h_f, b_f, h_d, b_d, horizons, steps: int = 400, chunk: int = 200
     return out
 
 
+def death_log_hazard(patients: pd.DataFrame, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Log death hazard at baseline and its Gompertz slope per year of attained age.
+
+    Gompertz h50 0.003 (women) / 0.005 (men), slope 0.09 / 0.085 [I], times ``scale``;
+    smoking (1.8x), glucocorticoids (1.5x) and poor bone quality (TBS: HR 1.20 per SD for
+    death [V]) raise it.
+    """
+    female = (patients["sex"] == "F").to_numpy()
+    b_d = np.where(female, 0.09, 0.085)
+    log_h_d = (
+        np.log(np.where(female, 0.003, 0.005) * scale)
+        + b_d * (patients["age"].to_numpy() - 50)
+        + np.log(1.8) * patients["current_smoking"].to_numpy()
+        + np.log(1.5) * patients["glucocorticoids"].to_numpy()
+        - np.log(1.2) * patients["z"].to_numpy()
+    )
+    return log_h_d, b_d
+
+
 def follow_up(
     rng: np.random.Generator,
     h_f,
@@ -268,16 +293,7 @@ def clinical_cohort(
         + b_f * (age - 65)
         + fracture_log_relative_hazard(patients, effects)
     )
-    # Death: Gompertz h50 0.003 (women) / 0.005 (men), slope 0.09 / 0.085 [I]; smoking,
-    # glucocorticoids and poor bone quality raise it (TBS: HR 1.20 per SD for death [V]).
-    b_d = np.where(female, 0.09, 0.085)
-    log_h_d = (
-        np.log(np.where(female, 0.003, 0.005))
-        + b_d * (age - 50)
-        + np.log(1.8) * patients["current_smoking"].to_numpy()
-        + np.log(1.5) * patients["glucocorticoids"].to_numpy()
-        - np.log(1.2) * patients["z"].to_numpy()
-    )
+    log_h_d, b_d = death_log_hazard(patients)
     h_f, h_d = np.exp(log_h_f), np.exp(log_h_d)
 
     time, event, entry = follow_up(

@@ -21,6 +21,7 @@ from fracrisk.data.cohort import Cohort
 from fracrisk.simulate.clinical import (
     _true_risks,
     _with_outcome,
+    death_log_hazard,
     draw_patients,
     follow_up,
     fracture_log_relative_hazard,
@@ -283,14 +284,7 @@ def cohort(
         log_rr = log_rr + np.log(2.0) * any_vertebral + np.log(1.1) * hal_sd
         base = np.where(female, 0.0085, 0.0052)
     log_h_f = np.log(base * design.fracture_scale) + b_f * (age - 65) + log_rr
-    b_d = np.where(female, 0.09, 0.085)
-    log_h_d = (
-        np.log(np.where(female, 0.003, 0.005) * design.death_scale)
-        + b_d * (age - 50)
-        + np.log(1.8) * patients["current_smoking"].to_numpy()
-        + np.log(1.5) * patients["glucocorticoids"].to_numpy()
-        - np.log(1.2) * patients["z"].to_numpy()
-    )
+    log_h_d, b_d = death_log_hazard(patients, design.death_scale)
     h_f, h_d = np.exp(log_h_f), np.exp(log_h_d)
     time, event, entry = follow_up(
         rng,
