@@ -20,9 +20,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import least_squares
 
-from fracrisk.baselines.frax_calculator import fracture_probability
+from fracrisk.baselines.frax_calculator import fracture_probability, rates_from_table
+from fracrisk.baselines.frax_gradients import MORTALITY_GOMPERTZ
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 
 AGES = np.array([50.0, 60.0, 70.0, 80.0])
@@ -53,12 +55,45 @@ def patients(prior: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+AGES_TABLE = np.arange(40.0, 101.0)
+
+
+def rate_table(theta: np.ndarray) -> pd.DataFrame:
+    """Rates per person-year by age and sex: MOF and hip without risk factors, and death."""
+    rows = []
+    for sex in ("F", "M"):
+        for outcome, (log_h50, slope) in (("mof", theta[0:2]), ("hip", theta[2:4])):
+            ratio = MEN_RATIO[outcome]
+            log_men = np.log(ratio["at50"]) + (np.log(ratio["at80"]) - np.log(ratio["at50"])) * (
+                np.clip((AGES_TABLE - 50.0) / 30.0, 0.0, 1.0)
+            )
+            rate = np.exp(log_h50 + slope * (AGES_TABLE - 50.0) + (log_men if sex == "M" else 0))
+            rows.append(
+                pd.DataFrame({"age": AGES_TABLE, "sex": sex, "outcome": outcome, "rate": rate})
+            )
+        h50, b = MORTALITY_GOMPERTZ[sex]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "age": AGES_TABLE,
+                    "sex": sex,
+                    "outcome": "death",
+                    "rate": h50 * np.exp(b * (AGES_TABLE - 50.0)),
+                }
+            )
+        )
+    long = pd.concat(rows)
+    return long.pivot_table(index=["age", "sex"], columns="outcome", values="rate").reset_index()
+
+
 def to_params(theta: np.ndarray) -> dict:
-    """The parameter vector as the calculator's table."""
+    """The parameter vector as the calculator's parameters (rates as arrays)."""
+    return {"rates": rates_from_table(rate_table(theta)), **_prior(theta)}
+
+
+def _prior(theta: np.ndarray) -> dict:
     return {
-        "women": {"mof": [theta[0], theta[1]], "hip": [theta[2], theta[3]]},
         "prior_fracture": {"mof": [theta[4], theta[5]], "hip": [theta[6], theta[7]]},
-        "men_ratio": MEN_RATIO,
     }
 
 
@@ -73,35 +108,38 @@ def residuals(theta: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    """Fit and write the table."""
+    """Fit, then write the rate table (CSV) and the parameters with their sources (JSON)."""
     start = np.array(
         [np.log(0.0036), 0.055, np.log(0.0001), 0.12, np.log(1.83), 0.0, np.log(1.82), 0.0]
     )
     fit = least_squares(residuals, start)
-    params = to_params(fit.x)
+    data = Path(__file__).parent.parent / "src/fracrisk/baselines/data"
+    table = rate_table(fit.x)
+    header = (
+        "# FRAX-style UK rates per person-year, by age and sex: MOF and hip without clinical\n"
+        "# risk factors (BMI 25, no BMD), and death. Women's MOF and hip: Gompertz fitted to\n"
+        "# Kanis 2008 (Osteoporos Int 19:385) Tables 2-3, UK women, no BMD, ages 50-80 [fit].\n"
+        "# Men: women's rates times the men/women ratio of epidemiology.md [I] (MOF 3.6->19 vs\n"
+        "# 2.8->7.5 per 1,000 at 50->80; hip ~0.55, Harstad and New England incidence).\n"
+        "# Death: Gompertz h50 0.003 (F) / 0.005 (M), slope 0.09 / 0.085 per year [I].\n"
+        "# Written by scripts/calibrate_frax_uk.py.\n"
+    )
+    (data / "frax_uk_rates.csv").write_text(header + table.to_csv(index=False, float_format="%.6g"))
+    params = _prior(fit.x)
     params["sources"] = {
-        "women": "[fit] Gompertz (log hazard at 50, slope/year) to Kanis 2008 Tables 2-3, "
-        "UK women, BMI 25, no BMD, no clinical risk factor, ages 50-80",
-        "prior_fracture": "[fit] (log RR at 65, slope/year) to the same tables' prior-fracture "
-        "rows; Kanis 2004 Bone 35:375 reports an RR decreasing with age for "
-        "hip [V]",
-        "men_ratio": "[I] epidemiology.md: FRAX UK MOF hazards (women 3.6 -> 19, men 2.8 -> "
-        "7.5 per 1,000 at 50 -> 80); hip: Harstad and New England incidence",
-        "mortality": "[I] Gompertz, frax_gradients.MORTALITY_GOMPERTZ",
+        "rates": "frax_uk_rates.csv (its header gives the sources)",
+        "prior_fracture": "[fit] (log RR at 65, slope/year) to the prior-fracture rows of Kanis "
+        "2008 Tables 2-3; Kanis 2004 Bone 35:375 reports an RR decreasing with age for hip [V]",
         "max_abs_log_residual": float(np.abs(fit.fun).max()),
     }
-    path = Path(__file__).parent.parent / "src/fracrisk/baselines/data/frax_uk.json"
-    path.write_text(json.dumps(params, indent=2) + "\n")
-    print(f"wrote {path}; max |log residual| {np.abs(fit.fun).max():.3f}")
+    (data / "frax_uk.json").write_text(json.dumps(params, indent=2) + "\n")
     print(
-        "prior-fracture RR: MOF",
-        np.exp(fit.x[4]),
-        "slope",
-        fit.x[5],
-        "hip",
-        np.exp(fit.x[6]),
-        "slope",
-        fit.x[7],
+        f"wrote {data}/frax_uk.json and frax_uk_rates.csv; max |log residual| "
+        f"{np.abs(fit.fun).max():.3f}"
+    )
+    print(
+        f"prior-fracture RR at 65: MOF {np.exp(fit.x[4]):.2f} (slope {fit.x[5]:.4f}/y), "
+        f"hip {np.exp(fit.x[6]):.2f} (slope {fit.x[7]:.4f}/y)"
     )
 
 

@@ -351,7 +351,11 @@ def test_unknown_country_raises_listing_available():
 
 
 def test_country_code_is_case_insensitive():
-    assert FraxStyleCalculator("uk").params_ == FraxStyleCalculator("UK").params_
+    lower, upper = FraxStyleCalculator("uk").params_, FraxStyleCalculator("UK").params_
+    assert lower["prior_fracture"] == upper["prior_fracture"]
+    for sex in ("F", "M"):
+        for kind in ("age", "mof", "hip", "death"):
+            np.testing.assert_array_equal(lower["rates"][sex][kind], upper["rates"][sex][kind])
 
 
 @pytest.mark.parametrize("outcome", ["mof", "hip"])

@@ -18,9 +18,11 @@ The bracket is the BMD term (with a T-score): :math:`g_k` is the gradient of ris
 :math:`\bar T(a)` the mean T-score at that age, and :math:`-g_k^2/2` keeps the average over
 the population equal to the model without BMD. The FRAX coefficients are not public, so this
 is FRAX-*style*: same inputs and structure, published gradients (``frax_gradients``), and
-baseline hazards calibrated to published UK FRAX probabilities (``data/frax_uk.json``, made by
-``scripts/calibrate_frax_uk.py``). What it is not: the official tool, whose results for a
-cohort should be used through :class:`~fracrisk.baselines.FraxColumn` when available.
+population rates by age and sex (``data/frax_uk_rates.csv``: MOF and hip without risk
+factors, death) with the prior-fracture gradient (``data/frax_uk.json``), both written with
+their sources by ``scripts/calibrate_frax_uk.py``. What it is not: the official tool, whose
+results for a cohort should be used through :class:`~fracrisk.baselines.FraxColumn` when
+available.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 from fracrisk.baselines.frax_gradients import (
-    MORTALITY_GOMPERTZ,
     NO_BMD_LOG_RR,
     T_SCORE_MEAN,
     WITH_BMD_LOG_RR,
@@ -44,7 +45,7 @@ from fracrisk.data.cohort import table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 from fracrisk.exceptions import DataWarning, ValidationProblem
 
-__all__ = ["FraxStyleCalculator", "fracture_probability", "list_countries"]
+__all__ = ["FraxStyleCalculator", "fracture_probability", "list_countries", "rates_from_table"]
 
 _DATA = Path(__file__).parent / "data"
 _OUTCOMES = ("mof", "hip")
@@ -59,25 +60,41 @@ def list_countries() -> list[str]:
 
 
 def _load_country(country: str) -> dict:
+    """The country's parameters (JSON) and its rate table (CSV), with their sources."""
     path = _DATA / f"frax_{country.lower()}.json"
     if not path.exists():
         raise ValueError(
             f"no FRAX-style tables for country {country!r}; available: "
             f"{', '.join(list_countries())}"
         )
-    return json.loads(path.read_text())
+    params = json.loads(path.read_text())
+    table = pd.read_csv(_DATA / f"frax_{country.lower()}_rates.csv", comment="#")
+    params["rates"] = rates_from_table(table)
+    return params
 
 
-def _baseline_log_hazard(
-    params: dict, outcome: str, age: np.ndarray, male: np.ndarray
-) -> np.ndarray:
-    log_h50, slope = params["women"][outcome]
-    value = log_h50 + slope * (age - 50.0)
-    ratio = params["men_ratio"][outcome]
-    men = np.log(ratio["at50"]) + (np.log(ratio["at80"]) - np.log(ratio["at50"])) * np.clip(
-        (age - 50.0) / 30.0, 0.0, 1.0
-    )
-    return value + np.where(male, men, 0.0)
+def rates_from_table(table: pd.DataFrame) -> dict:
+    """Rate table (columns age, sex, mof, hip, death per person-year) as log-rate arrays."""
+    rates: dict = {}
+    for sex, rows in table.groupby("sex"):
+        rows = rows.sort_values("age")
+        rates[sex] = {
+            "age": rows["age"].to_numpy(dtype=np.float64),
+            **{k: np.log(rows[k].to_numpy(dtype=np.float64)) for k in ("mof", "hip", "death")},
+        }
+    return rates
+
+
+def _log_rate(params: dict, kind: str, age: np.ndarray, male: np.ndarray) -> np.ndarray:
+    """Log population rate of ``kind`` (mof, hip, death) at attained age, by sex.
+
+    MOF and hip are the rates without risk factors; values are log-linearly interpolated in
+    the table and held constant beyond its ends.
+    """
+    rates = params["rates"]
+    women = np.interp(age, rates["F"]["age"], rates["F"][kind])
+    men = np.interp(age, rates["M"]["age"], rates["M"][kind])
+    return np.where(male, men, women)
 
 
 def _log_relative_hazard(params, outcome, patients, age, with_bmd):
@@ -123,7 +140,7 @@ def fracture_probability(
     with_bmd = np.broadcast_to(np.asarray(with_bmd), patients["age"].shape)[:, None]
 
     def log_hazard(kind: str) -> np.ndarray:
-        return _baseline_log_hazard(params, kind, age, male) + np.where(
+        return _log_rate(params, kind, age, male) + np.where(
             with_bmd,
             _log_relative_hazard(params, kind, patients, age, True),
             _log_relative_hazard(params, kind, patients, age, False),
@@ -134,10 +151,8 @@ def fracture_probability(
         # MOF includes hip: its hazard can never be below the hip hazard (the two are
         # modelled separately and the hip one rises faster with age and low BMD)
         log_h = np.maximum(log_h, log_hazard("hip"))
-    h50 = np.where(male, MORTALITY_GOMPERTZ["M"][0], MORTALITY_GOMPERTZ["F"][0])
-    b = np.where(male, MORTALITY_GOMPERTZ["M"][1], MORTALITY_GOMPERTZ["F"][1])
     h_frac = np.exp(log_h)
-    h_all = h_frac + h50 * np.exp(b * (age - 50.0))
+    h_all = h_frac + np.exp(_log_rate(params, "death", age, male))
     survive_step = np.exp(-h_all * _STEP)
     alive_before = np.concatenate(
         [np.ones((len(age), 1)), np.cumprod(survive_step, axis=1)[:, :-1]], axis=1
