@@ -164,3 +164,19 @@ def test_errors_before_fit_and_on_missing_covariates():
         model.predict_log_hazard(df.drop(columns="prio"))
     with pytest.raises(ValueError, match="ties must be"):
         CoxPH(ties="exact")
+
+
+def test_named_covariates_with_missing_values_are_rejected_not_imputed():
+    from fracrisk.exceptions import CohortValidationError
+    from tests.conftest import load_peer_dataset
+
+    df, covariates = load_peer_dataset("rossi")
+    df.loc[[3, 7], "prio"] = float("nan")
+    with pytest.raises(CohortValidationError, match=r"column 'prio', rows \[3, 7\]"):
+        CoxPH().fit(df, covariates=covariates)
+    from fracrisk.exceptions import DataWarning
+
+    with pytest.warns(DataWarning, match="imputed by each model"):
+        cohort = Cohort(df, covariates=covariates, missing="impute")
+    model = CoxPH().fit(cohort, covariates=covariates)
+    assert model.preprocessor_.fill_["prio"] == df["prio"].median()

@@ -31,6 +31,7 @@ class _SksurvModel:
 
         cohort = as_cohort(data)
         self.covariates_ = list(covariates) if covariates is not None else cohort.default_covariates
+        cohort.check_covariates(self.covariates_)
         self.preprocessor_ = TabularPreprocessor(self.covariates_).fit(cohort.df)
         x = self.preprocessor_.transform(cohort.df)
         y = Surv.from_arrays(cohort.event == 1, cohort.time)

@@ -258,6 +258,25 @@ class Cohort:
         new.truth = self.truth.loc[index] if self.truth is not None else None
         return new
 
+    def check_covariates(self, columns: Sequence[str]) -> None:
+        """Validate ``columns`` as covariates: present, and complete unless imputing.
+
+        A model may use columns that were not declared when the cohort was built; they get
+        the same checks here (missing values are an error unless the cohort's policy is
+        ``"impute"``), so nothing is imputed or dropped silently.
+        """
+        allow = list(columns) if self.missing_report.policy == "impute" else []
+        problems = find_problems(
+            self.df,
+            time_col=self.time_col,
+            event_col=self.event_col,
+            id_col=None,
+            covariates=list(columns),
+            allow_missing=allow,
+        )
+        if problems:
+            raise CohortValidationError(problems, self.source)
+
     def roles(self) -> dict:
         """Column roles as a JSON-serialisable dict (used by :meth:`save`)."""
         return {

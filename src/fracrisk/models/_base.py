@@ -85,6 +85,7 @@ class SurvivalEstimator:
             raise ValueError(
                 "the training data hold no event (code 1); a Cox model cannot be fitted"
             )
+        cohort.check_covariates(columns)
         self.covariates_ = columns
         self.preprocessor_ = TabularPreprocessor(columns).fit(cohort.df)
         x = self.preprocessor_.transform(cohort.df)
