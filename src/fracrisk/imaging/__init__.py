@@ -1,4 +1,4 @@
-"""Images: digitally reconstructed radiographs from CT volumes and vertebral patches."""
+"""Images: loaders for real CT and radiographs, DRRs from CT volumes, vertebral patches."""
 
 from fracrisk.imaging.drr import (
     MU_WATER_PER_MM,
@@ -8,13 +8,29 @@ from fracrisk.imaging.drr import (
     render_drr,
     view_geometry,
 )
+from fracrisk.imaging.io import (
+    CANONICAL_AXCODES,
+    CTVolume,
+    ImageReadError,
+    Radiograph,
+    load_ct,
+    load_images,
+    load_radiograph,
+)
 from fracrisk.imaging.patches import TRANSFORMS, map_points, patch_transform, vertebral_patches
 
 __all__ = [
+    "CANONICAL_AXCODES",
+    "CTVolume",
+    "ImageReadError",
     "MU_WATER_PER_MM",
+    "Radiograph",
     "TRANSFORMS",
     "VIEWS",
     "hu_to_attenuation",
+    "load_ct",
+    "load_images",
+    "load_radiograph",
     "map_points",
     "patch_transform",
     "project_points",
