@@ -1,5 +1,6 @@
 """Images: loaders for real CT and radiographs, DRRs from CT volumes, vertebral patches."""
 
+from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import (
     MU_WATER_PER_MM,
     VIEWS,
@@ -22,11 +23,13 @@ from fracrisk.imaging.patches import TRANSFORMS, map_points, patch_transform, ve
 __all__ = [
     "CANONICAL_AXCODES",
     "CTVolume",
+    "DRRCache",
     "ImageReadError",
     "MU_WATER_PER_MM",
     "Radiograph",
     "TRANSFORMS",
     "VIEWS",
+    "drr_cache_key",
     "hu_to_attenuation",
     "load_ct",
     "load_images",
