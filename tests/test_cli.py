@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from fracrisk.cli import main
@@ -155,3 +156,27 @@ def test_simulate_with_images_writes_readable_files(tmp_path):
     assert keypoints.shape == (5, 4, 2)
     assert (keypoints[..., 0] < xray.shape[1]).all() and (keypoints[..., 1] < xray.shape[0]).all()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_train_keypoints_writes_a_loadable_detector(tmp_path, capsys):
+    from fracrisk.imaging import detect_keypoints, load_keypoint_detector
+
+    out = tmp_path / "kp"
+    args = [
+        "train-keypoints",
+        "--out",
+        str(out),
+        "--n",
+        "8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "kp.safetensors").exists() and (tmp_path / "kp.json").exists()
+    model = load_keypoint_detector(out)
+    assert detect_keypoints(model, np.zeros((176, 96), dtype=np.float32)).shape == (5, 4, 2)
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``fracrisk`` command line: ``demo``, ``simulate``, ``frax``."""
+"""The ``fracrisk`` command line: ``demo``, ``simulate``, ``frax``, ``train-keypoints``."""
 
 from __future__ import annotations
 
@@ -168,6 +168,54 @@ def _run_simulate(args: argparse.Namespace) -> int:
             )
         simulated.save(staging / "cohort.parquet")
     print(f"wrote {len(simulated)} patients ({simulated!r}) to {final}")
+    return 0
+
+
+def _train_keypoints_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="where to save the detector (writes OUT.safetensors and OUT.json)",
+    )
+    parser.add_argument(
+        "--n", type=int, default=2400, help="simulated training radiographs (default 2400)"
+    )
+    parser.add_argument("--epochs", type=int, default=16, help="training epochs (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+@_command("train-keypoints", _train_keypoints_arguments)
+def _run_train_keypoints(args: argparse.Namespace) -> int:
+    """Train the spine keypoint detector on simulated lateral radiographs."""
+    from pathlib import Path
+
+    from fracrisk.imaging.keypoints import (
+        save_keypoint_detector,
+        simulate_training_set,
+        train_keypoint_detector,
+    )
+
+    stem = Path(args.out)
+    stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
+    existing = [
+        p for p in (stem.with_suffix(".safetensors"), stem.with_suffix(".json")) if p.exists()
+    ]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{[str(p) for p in existing]} exist; pass --overwrite to replace")
+    images, keypoints = simulate_training_set(args.n, seed=args.seed)
+    model = train_keypoint_detector(
+        images,
+        keypoints,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    save_keypoint_detector(model, stem)
+    print(f"saved the keypoint detector to {stem}.safetensors and {stem}.json")
     return 0
 
 

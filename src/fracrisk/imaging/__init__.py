@@ -1,4 +1,4 @@
-"""Images: loaders for real CT and radiographs, DRRs from CT volumes, vertebral patches."""
+"""Images: loaders, DRRs from CT volumes, spine keypoint detection and vertebral patches."""
 
 from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import (
@@ -18,6 +18,15 @@ from fracrisk.imaging.io import (
     load_images,
     load_radiograph,
 )
+from fracrisk.imaging.keypoints import (
+    KeypointNet,
+    detect_keypoints,
+    keypoint_errors_mm,
+    load_keypoint_detector,
+    save_keypoint_detector,
+    train_keypoint_detector,
+    vertebrae_found,
+)
 from fracrisk.imaging.patches import TRANSFORMS, map_points, patch_transform, vertebral_patches
 
 __all__ = [
@@ -25,19 +34,26 @@ __all__ = [
     "CTVolume",
     "DRRCache",
     "ImageReadError",
+    "KeypointNet",
     "MU_WATER_PER_MM",
     "Radiograph",
     "TRANSFORMS",
     "VIEWS",
+    "detect_keypoints",
     "drr_cache_key",
     "hu_to_attenuation",
+    "keypoint_errors_mm",
     "load_ct",
     "load_images",
+    "load_keypoint_detector",
     "load_radiograph",
     "map_points",
     "patch_transform",
     "project_points",
     "render_drr",
+    "save_keypoint_detector",
+    "train_keypoint_detector",
+    "vertebrae_found",
     "vertebral_patches",
     "view_geometry",
 ]
