@@ -21,3 +21,9 @@ def test_simulated_images_montage_is_saved(tmp_path):
     path = namespace["make_montage"](str(tmp_path / "montage.png"))
     assert (tmp_path / "montage.png").stat().st_size > 50_000
     assert path.endswith("montage.png")
+
+
+def test_spine_keypoints_figure_is_saved(tmp_path):
+    namespace = runpy.run_path(str(EXAMPLES / "spine_keypoints.py"))
+    namespace["make_figure"](str(tmp_path / "keypoints.png"))
+    assert (tmp_path / "keypoints.png").stat().st_size > 30_000
