@@ -13,13 +13,14 @@ import pandas as pd
 
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.exceptions import NotFittedError
+from fracrisk.models._base import RiskFromSurvival
 from fracrisk.nonparametric import kaplan_meier
 from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = ["GradientBoostingSurvival", "KaplanMeierNull", "RandomSurvivalForest"]
 
 
-class _SksurvModel:
+class _SksurvModel(RiskFromSurvival):
     """Common code of the scikit-survival wrappers: preprocessing and prediction."""
 
     def _make(self):
@@ -58,13 +59,6 @@ class _SksurvModel:
         last = functions[0].x[-1]
         surv = np.stack([fn(np.minimum(grid, last)) for fn in functions])
         return pd.DataFrame(surv, index=ids, columns=pd.Index(grid, name="time (years)"))
-
-    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
-        """1 - S(horizon | x)."""
-        surv = self.predict_survival(data, [horizon])
-        return pd.Series(
-            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
-        )
 
     def save(self, *args, **kwargs):
         """Not supported: scikit-survival models serialise only by (unsafe) pickle."""
@@ -118,7 +112,7 @@ class GradientBoostingSurvival(_SksurvModel):
         return GradientBoostingSurvivalAnalysis(**self.params)
 
 
-class KaplanMeierNull:
+class KaplanMeierNull(RiskFromSurvival):
     """The null model: everybody gets the training Kaplan-Meier curve (death censored)."""
 
     def fit(self, data: Cohort | pd.DataFrame, covariates=None) -> KaplanMeierNull:
@@ -143,11 +137,4 @@ class KaplanMeierNull:
         ]
         return pd.DataFrame(
             np.tile(curve, (len(df), 1)), index=ids, columns=pd.Index(grid, name="time (years)")
-        )
-
-    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
-        """1 - KM(horizon), the same for everybody."""
-        surv = self.predict_survival(data, [horizon])
-        return pd.Series(
-            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
         )

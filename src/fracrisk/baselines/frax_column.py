@@ -8,12 +8,13 @@ import pandas as pd
 from fracrisk.baselines._competing import cumulative_incidence
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.exceptions import NotFittedError
+from fracrisk.models._base import RiskFromSurvival
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxColumn"]
 
 
-class FraxColumn:
+class FraxColumn(RiskFromSurvival):
     r"""A FRAX probability column (``frax_mof_10y`` or ``frax_hip_10y``) as a model.
 
     The most faithful baseline: the official FRAX tool's 10-year probability, computed for
@@ -96,10 +97,3 @@ class FraxColumn:
         else:
             surv = (1.0 - p[:, None]) ** (grid[None, :] / 10.0)
         return pd.DataFrame(surv, index=index, columns=pd.Index(grid, name="time (years)"))
-
-    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
-        """Probability of fracture by ``horizon`` years (the column itself at 10 years)."""
-        surv = self.predict_survival(data, [horizon])
-        return pd.Series(
-            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
-        )

@@ -20,7 +20,7 @@ from fracrisk.exceptions import NotFittedError
 from fracrisk.heads import create_head
 from fracrisk.preprocessing import TabularPreprocessor
 
-__all__ = ["SurvivalEstimator", "load_model"]
+__all__ = ["RiskFromSurvival", "SurvivalEstimator", "load_model"]
 
 _CONFIG = "config.json"
 _WEIGHTS = "weights.safetensors"
@@ -28,7 +28,20 @@ _FORMAT = "fracrisk-model/1"
 _ESTIMATORS: dict[str, type[SurvivalEstimator]] = {}
 
 
-class SurvivalEstimator:
+class RiskFromSurvival:
+    """``predict_risk`` for any model with ``predict_survival(data, times)``."""
+
+    def predict_risk(self, data: Cohort | pd.DataFrame, horizon: float = 10.0) -> pd.Series:
+        r"""Absolute fracture risk by ``horizon`` years: :math:`1 - S(h \mid x)`, in [0, 1]."""
+        if not np.isfinite(horizon) or horizon <= 0:
+            raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
+        surv = self.predict_survival(data, [float(horizon)])
+        return pd.Series(
+            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
+        )
+
+
+class SurvivalEstimator(RiskFromSurvival):
     """Base class of Cox-type estimators.
 
     An estimator is a network from features to a log hazard ratio, the preprocessing
@@ -162,15 +175,6 @@ class SurvivalEstimator:
         times = self._default_times() if times is None else np.asarray(times, dtype=np.float64)
         surv = self.baseline_hazard_.survival(self._log_hazard_array(x), times)
         return pd.DataFrame(surv, index=index, columns=pd.Index(times, name="time (years)"))
-
-    def predict_risk(self, data: Cohort | pd.DataFrame, horizon: float = 10.0) -> pd.Series:
-        r"""Absolute fracture risk by ``horizon`` years: :math:`1 - S(h \mid x)`, in [0, 1]."""
-        if not np.isfinite(horizon) or horizon <= 0:
-            raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
-        surv = self.predict_survival(data, [float(horizon)])
-        return pd.Series(
-            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
-        )
 
     def _default_times(self) -> np.ndarray:
         years = np.arange(1.0, np.floor(self.baseline_hazard_.max_time_) + 1.0)
