@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.fracrisk-installed
 # torch and torchvision are pinned to builds that install together (timm needs torchvision).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test lint bench bench-drr docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_losses.py --repeats 9
+
+# DiffDRR is a benchmark-only peer: installed beside fracrisk without its viewer stack.
+bench-drr: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps diffdrr==0.6.1
+	$(PY) -m pip install --quiet --disable-pip-version-check fastcore einops torchio kornia roma imageio
+	$(PY) benchmarks/bench_drr.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info

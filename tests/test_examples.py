@@ -27,3 +27,9 @@ def test_spine_keypoints_figure_is_saved(tmp_path):
     namespace = runpy.run_path(str(EXAMPLES / "spine_keypoints.py"))
     namespace["make_figure"](str(tmp_path / "keypoints.png"))
     assert (tmp_path / "keypoints.png").stat().st_size > 30_000
+
+
+def test_drr_geometry_figure_is_saved(tmp_path):
+    namespace = runpy.run_path(str(EXAMPLES / "drr_geometry.py"))
+    namespace["make_figure"](str(tmp_path / "drr.png"))
+    assert (tmp_path / "drr.png").stat().st_size > 50_000

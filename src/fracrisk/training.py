@@ -1,9 +1,13 @@
 """The training engine: mini-batch Cox training with early stopping, on any device.
 
-A batch is a tuple ``(inputs, time, event)``: ``inputs`` is whatever the network takes (a
-feature tensor now; a dict of image tensors and clinical features for image models), time
-is in years and event is 0/1 for the event of interest. The engine knows nothing about
-what the network is, so image encoders with a survival head train with the same code.
+A batch is a tuple ``(*inputs, time, event)``: the network is called as
+``module(*inputs)``, time is in years and event is 0/1 for the event of interest. So
+``(features, time, event)`` calls ``module(features)`` (a feature tensor, or a dict or
+tuple passed as one argument), and ``(images, covariates, time, event)`` calls
+``module(images, covariates)``, as :class:`fracrisk.encoders.FusionSurvivalNet` takes them.
+The engine knows nothing about what the network is, so image encoders with a survival head
+train with the same code. The network returns the log hazard ratio, shape (batch,) or
+(batch, 1).
 """
 
 from __future__ import annotations
@@ -89,6 +93,17 @@ def _to_device(inputs, device):
     return inputs.to(device, non_blocking=True) if isinstance(inputs, torch.Tensor) else inputs
 
 
+def _split_batch(batch) -> tuple[tuple, object, object]:
+    """``(*inputs, time, event)`` -> ``(inputs, time, event)``, with at least one input."""
+    n = len(batch) if isinstance(batch, (tuple, list)) else None
+    if n is None or n < 3:
+        got = f"{n} elements" if n is not None else f"a {type(batch).__name__}"
+        raise ValueError(
+            f"a batch must be a tuple (*inputs, time, event) with at least one input, got {got}"
+        )
+    return tuple(batch[:-2]), batch[-2], batch[-1]
+
+
 def _autocast(device: torch.device, mixed_precision: bool | str):
     enabled = device.type == "cuda" and mixed_precision in (True, "auto")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
@@ -103,15 +118,19 @@ def predict_batches(
 ) -> Iterator[tuple]:
     """Yield ``(log_hazard, time, event)`` numpy arrays batch by batch, in eval mode.
 
+    Each batch is ``(*inputs, time, event)`` and the network is called as
+    ``module(*inputs)``, as in :func:`train_cox_network`.
+
     Only three numbers per patient leave the loop, so a DataLoader of images can be
     streamed into :class:`~fracrisk.baseline_hazard.BreslowBaselineHazard` or into metrics.
     """
     device = resolve_device(device)
     module.eval()
     with torch.no_grad():
-        for inputs, time, event in batches:
+        for batch in batches:
+            inputs, time, event = _split_batch(batch)
             with _autocast(device, mixed_precision):
-                eta = module(_to_device(inputs, device))
+                eta = module(*_to_device(inputs, device))
             yield (
                 eta.float().reshape(-1).cpu().numpy().astype(np.float64),
                 np.asarray(time, dtype=np.float64),
@@ -151,7 +170,9 @@ def train_cox_network(
     without events contributes a zero loss and no gradient. With ``val_batches`` the
     validation loss (exact, over the whole validation set) drives early stopping and the
     best weights are restored at the end; without, training runs ``max_epochs``.
-    ``train_batches`` and ``val_batches`` must be re-iterable (e.g. DataLoaders).
+    ``train_batches`` and ``val_batches`` must be re-iterable (e.g. DataLoaders) of
+    ``(*inputs, time, event)`` tuples; the network is called as ``module(*inputs)``, so a
+    loader of ``(images, covariates, time, event)`` trains an image-and-covariate network.
     Reproducibility is the caller's: seed the global RNG and the loader's generator.
     """
     device = resolve_device(config.device)
@@ -171,10 +192,11 @@ def train_cox_network(
     for epoch in epochs:
         module.train()
         total, n_events = 0.0, 0
-        for inputs, time, event in train_batches:
+        for batch in train_batches:
+            inputs, time, event = _split_batch(batch)
             time, event = time.to(device), event.to(device) == 1
             with _autocast(device, config.mixed_precision):
-                eta = module(_to_device(inputs, device))
+                eta = module(*_to_device(inputs, device))
             loss = cox_partial_likelihood(
                 eta.float(), time, event, ties=config.ties, reduction="sum"
             )

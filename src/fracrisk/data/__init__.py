@@ -1,6 +1,7 @@
-"""Cohort tables: schema, validation at the boundary, reading and writing, and splits."""
+"""Cohort tables (schema, validation at the boundary, I/O, splits) and image datasets."""
 
 from fracrisk.data.cohort import Cohort, MissingReport, as_cohort, read_table
+from fracrisk.data.image_dataset import ImageCohortDataset, ImageFailure
 from fracrisk.data.schema import (
     BINARY_RISK_FACTORS,
     CANONICAL_CLINICAL,
@@ -18,6 +19,8 @@ __all__ = [
     "SPLIT_METHODS",
     "Cohort",
     "ColumnSpec",
+    "ImageCohortDataset",
+    "ImageFailure",
     "MissingReport",
     "as_cohort",
     "read_table",

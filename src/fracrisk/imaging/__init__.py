@@ -4,11 +4,13 @@ from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import (
     MU_WATER_PER_MM,
     VIEWS,
+    detector_rays,
     hu_to_attenuation,
     project_points,
     render_drr,
     view_geometry,
 )
+from fracrisk.imaging.geometry import GEOMETRIES, ConeBeam, ParallelBeam, resolve_geometry
 from fracrisk.imaging.io import (
     CANONICAL_AXCODES,
     CTVolume,
@@ -28,10 +30,41 @@ from fracrisk.imaging.keypoints import (
     vertebrae_found,
 )
 from fracrisk.imaging.patches import TRANSFORMS, map_points, patch_transform, vertebral_patches
+from fracrisk.imaging.transforms import (
+    IMAGE_KINDS,
+    Compose,
+    EnsureFloat32,
+    RandFlip,
+    RandGaussianNoise,
+    RandIntensityJitter,
+    RandomTransform,
+    RandRotate,
+    Rotate,
+    ScaleIntensityRange,
+    Transform,
+    default_eval_transform,
+    default_train_transform,
+)
 
 __all__ = [
+    "IMAGE_KINDS",
+    "Compose",
+    "EnsureFloat32",
+    "RandFlip",
+    "RandGaussianNoise",
+    "RandIntensityJitter",
+    "RandRotate",
+    "RandomTransform",
+    "Rotate",
+    "ScaleIntensityRange",
+    "Transform",
+    "default_eval_transform",
+    "default_train_transform",
     "CANONICAL_AXCODES",
     "CTVolume",
+    "ConeBeam",
+    "GEOMETRIES",
+    "ParallelBeam",
     "DRRCache",
     "ImageReadError",
     "KeypointNet",
@@ -40,6 +73,7 @@ __all__ = [
     "TRANSFORMS",
     "VIEWS",
     "detect_keypoints",
+    "detector_rays",
     "drr_cache_key",
     "hu_to_attenuation",
     "keypoint_errors_mm",
@@ -51,6 +85,7 @@ __all__ = [
     "patch_transform",
     "project_points",
     "render_drr",
+    "resolve_geometry",
     "save_keypoint_detector",
     "train_keypoint_detector",
     "vertebrae_found",

@@ -19,6 +19,7 @@ import torch
 from fracrisk._io import atomic_path
 from fracrisk.exceptions import DataWarning
 from fracrisk.imaging.drr import render_drr
+from fracrisk.imaging.geometry import resolve_geometry
 
 __all__ = ["DRRCache", "drr_cache_key"]
 
@@ -37,6 +38,11 @@ def drr_cache_key(volume_hu, spacing, **render_options) -> str:
         else np.asarray(volume_hu)
     )
     array = np.ascontiguousarray(array)
+    options = dict(render_options)
+    # A name and the object it stands for render the same images, so they share a key.
+    options["geometry"] = resolve_geometry(options.get("geometry", "parallel")).to_dict()
+    if "dtype" in options:
+        options["dtype"] = str(options["dtype"])
     digest = hashlib.sha256()
     digest.update(_FORMAT.encode())
     digest.update(
@@ -45,7 +51,7 @@ def drr_cache_key(volume_hu, spacing, **render_options) -> str:
                 "shape": array.shape,
                 "dtype": str(array.dtype),
                 "spacing": [float(s) for s in spacing],
-                "options": _plain(render_options),
+                "options": _plain(options),
             },
             sort_keys=True,
         ).encode()

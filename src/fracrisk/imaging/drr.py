@@ -1,4 +1,4 @@
-r"""Digitally reconstructed radiographs (DRRs): parallel-beam line integrals through a CT volume.
+r"""Digitally reconstructed radiographs (DRRs): line integrals of attenuation through a CT volume.
 
 Conventions shared by every image module of the package:
 
@@ -9,7 +9,7 @@ Conventions shared by every image module of the package:
   ``i`` at ``(i + 0.5) * spacing`` (the volume spans ``[0, n * spacing]`` on each axis);
 * image pixel ``(row, col)`` has its centre at integer coordinates.
 
-Views (parallel beam, one line integral per pixel):
+Views (the central ray runs along the view's axis):
 
 ==========  ==============  =================================  ===============================
 view        integrated axis  rows (top -> bottom)               columns (left -> right)
@@ -19,9 +19,11 @@ lateral     x               z, superior at the top             y, posterior on t
 axial       z               y, posterior at the top            x, patient's right on the left
 ==========  ==============  =================================  ===============================
 
-The renderer is written in PyTorch so that it runs on the input's device, batches, and is
-differentiable in the volume; the per-view work goes through :data:`VIEWS` and
-:func:`_project_parallel`, the place where other geometries (cone beam) plug in.
+Two geometries (:mod:`fracrisk.imaging.geometry`): parallel beam, a sum along the axis, and
+cone beam, rendered by shear-warp: the volume is cut into slices across the beam, each slice
+is resampled (bilinear) at its own magnification onto the detector grid, and the slices are
+summed with the obliquity of each ray. On the CPU a compiled kernel does this in one pass;
+elsewhere (CUDA, bf16, or when the volume needs a gradient) ``grid_sample`` does the same.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fracrisk.imaging._drr_kernel import linear_taps, shear_warp_sum
+from fracrisk.imaging.geometry import ConeBeam, ParallelBeam, resolve_geometry
+
 __all__ = [
     "MU_WATER_PER_MM",
     "VIEWS",
+    "detector_rays",
     "hu_to_attenuation",
     "project_points",
     "render_drr",
@@ -52,19 +58,20 @@ MU_WATER_PER_MM = 0.0206
 
 @dataclass(frozen=True)
 class _View:
-    """How one parallel-beam view is read off a ``(..., z, y, x)`` volume."""
+    """How one view is read off a ``(..., z, y, x)`` volume."""
 
     axis: int  # volume axis (0 = z, 1 = y, 2 = x) integrated along
     rows: int  # volume axis along the image rows
     cols: int  # volume axis along the image columns
     flip_rows: bool  # True when the first row is the last slice (superior at the top)
+    source_side: int  # +1: the cone-beam source lies towards +axis, -1: towards -axis
 
 
 #: The supported views; see the module docstring for the orientation of each.
 VIEWS: dict[str, _View] = {
-    "frontal": _View(axis=1, rows=0, cols=2, flip_rows=True),
-    "lateral": _View(axis=2, rows=0, cols=1, flip_rows=True),
-    "axial": _View(axis=0, rows=1, cols=2, flip_rows=False),
+    "frontal": _View(axis=1, rows=0, cols=2, flip_rows=True, source_side=+1),  # AP
+    "lateral": _View(axis=2, rows=0, cols=1, flip_rows=True, source_side=-1),  # source right
+    "axial": _View(axis=0, rows=1, cols=2, flip_rows=False, source_side=-1),  # source below
 }
 
 
@@ -196,6 +203,7 @@ def project_points(
     *,
     size: tuple[int, int] | None = None,
     angle: float = 0.0,
+    geometry: str | ParallelBeam | ConeBeam | dict = "parallel",
 ) -> np.ndarray:
     """Pixel coordinates ``(col, row)`` at which :func:`render_drr` shows 3D points.
 
@@ -211,6 +219,8 @@ def project_points(
         The ``size`` passed to :func:`render_drr`, if any.
     angle : float, default 0
         The rotation (degrees) passed to :func:`render_drr` for this volume.
+    geometry : str, ParallelBeam, ConeBeam or dict, default "parallel"
+        The ``geometry`` passed to :func:`render_drr`.
 
     Returns
     -------
@@ -223,29 +233,99 @@ def project_points(
     [[0.0, 3.0]]
     """
     spec = VIEWS[_check_views(view)[0]]
+    geometry = resolve_geometry(geometry)
     shape = tuple(int(n) for n in volume_shape)[-3:]
     sp = np.asarray(_check_spacing(spacing))
     pts = np.asarray(points_mm, dtype=np.float64)
     if pts.shape[-1:] != (3,):
         raise ValueError(f"points_mm must have shape (..., 3) (z, y, x), got {pts.shape}")
+    angle = float(angle) + geometry.rotation
+    centre = np.asarray(shape) * sp / 2
+    rel = pts - centre  # from the isocentre, mm
     if angle:
         # Same rotation as render_drr: about the z axis through the centre of the volume.
         theta = math.radians(angle)
-        cy, cx = shape[1] * sp[1] / 2, shape[2] * sp[2] / 2
-        x, y = pts[..., 2] - cx, pts[..., 1] - cy
-        pts = pts.copy()
-        pts[..., 2] = math.cos(theta) * x - math.sin(theta) * y + cx
-        pts[..., 1] = math.sin(theta) * x + math.cos(theta) * y + cy
-    index = pts / sp - 0.5  # continuous voxel index
-    rows = index[..., spec.rows]
+        x, y = rel[..., 2], rel[..., 1]
+        rel = rel.copy()
+        rel[..., 2] = math.cos(theta) * x - math.sin(theta) * y
+        rel[..., 1] = math.sin(theta) * x + math.cos(theta) * y
+    native = (shape[spec.rows], shape[spec.cols])
+    h, w = _check_size(size) or native
+    if isinstance(geometry, ConeBeam):
+        pixel = _cone_detector_spacing(spec, shape, sp, geometry, (h, w))
+        depth = -spec.source_side * rel[..., spec.axis]  # towards the detector
+        scale = geometry.source_to_detector / (geometry.source_to_isocentre + depth)
+    else:
+        pixel = (sp[spec.rows] * native[0] / h, sp[spec.cols] * native[1] / w)
+        scale = 1.0
+    rows = rel[..., spec.rows] * scale / pixel[0] + (h - 1) / 2
+    cols = rel[..., spec.cols] * scale / pixel[1] + (w - 1) / 2
     if spec.flip_rows:
-        rows = shape[spec.rows] - 1 - rows
-    cols = index[..., spec.cols]
-    if size is not None:
-        h, w = _check_size(size)
-        rows = (rows + 0.5) * h / shape[spec.rows] - 0.5
-        cols = (cols + 0.5) * w / shape[spec.cols] - 0.5
+        rows = h - 1 - rows
     return np.stack([cols, rows], -1)
+
+
+def detector_rays(
+    view: str,
+    volume_shape: Sequence[int],
+    spacing: Sequence[float],
+    *,
+    size: tuple[int, int] | None = None,
+    geometry: str | ParallelBeam | ConeBeam | dict = "parallel",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ray of every pixel: where it starts (source side) and where it hits the detector.
+
+    For checking the renderer against closed forms or other renderers (Siddon ray tracing):
+    pixel ``(row, col)`` of :func:`render_drr` integrates attenuation along the segment from
+    ``start[row, col]`` to ``end[row, col]``. Both ends lie outside the volume.
+
+    Parameters
+    ----------
+    view, volume_shape, spacing, size, geometry
+        As for :func:`render_drr` (no rotation: pass a geometry with ``rotation=0``).
+
+    Returns
+    -------
+    start, end : numpy.ndarray, shape (H, W, 3)
+        Positions ``(z, y, x)`` in mm, in the volume's coordinates (voxel ``i``'s centre at
+        ``(i + 0.5) * spacing``). For a cone beam every ``start`` is the source.
+
+    Examples
+    --------
+    >>> start, end = detector_rays("frontal", (4, 4, 4), (1, 1, 1), geometry="cone")
+    >>> start[0, 0].tolist(), end.shape
+    ([2.0, 852.0, 2.0], (4, 4, 3))
+    """
+    spec = VIEWS[_check_views(view)[0]]
+    geometry = resolve_geometry(geometry)
+    if geometry.rotation:
+        raise ValueError("detector_rays does not rotate: pass a geometry with rotation=0")
+    shape = tuple(int(n) for n in volume_shape)[-3:]
+    sp = np.asarray(_check_spacing(spacing))
+    native = (shape[spec.rows], shape[spec.cols])
+    h, w = _check_size(size) or native
+    centre = np.asarray(shape) * sp / 2
+    if isinstance(geometry, ConeBeam):
+        pixel = _cone_detector_spacing(spec, shape, sp, geometry, (h, w))
+        source_distance = geometry.source_to_isocentre
+        detector_distance = geometry.source_to_detector - geometry.source_to_isocentre
+    else:
+        pixel = (sp[spec.rows] * native[0] / h, sp[spec.cols] * native[1] / w)
+        source_distance = detector_distance = float(np.asarray(shape) @ sp)  # past the volume
+    rows = (np.arange(h) - (h - 1) / 2) * pixel[0]
+    if spec.flip_rows:
+        rows = rows[::-1]
+    cols = (np.arange(w) - (w - 1) / 2) * pixel[1]
+    end = np.broadcast_to(centre, (h, w, 3)).copy()
+    end[..., spec.rows] += rows[:, None]
+    end[..., spec.cols] += cols[None, :]
+    end[..., spec.axis] -= spec.source_side * detector_distance
+    if isinstance(geometry, ConeBeam):
+        start = np.broadcast_to(centre, (h, w, 3)).copy()
+    else:
+        start = end.copy()
+    start[..., spec.axis] = centre[spec.axis] + spec.source_side * source_distance
+    return start, end
 
 
 def _as_volume_tensor(volume_hu) -> torch.Tensor:
@@ -319,11 +399,101 @@ def _rotate_about_z(mu: torch.Tensor, angles_deg: torch.Tensor, spacing) -> torc
 def _project_parallel(mu: torch.Tensor, spacing, view: str) -> torch.Tensor:
     """Parallel-beam line integrals of ``mu`` (B, nz, ny, nx) for one view: (B, H, W)."""
     spec = VIEWS[view]
-    image = mu.sum(dim=spec.axis + 1) * spacing[spec.axis]
+    image = mu.sum(dim=spec.axis + 1, dtype=torch.float32) * spacing[spec.axis]
     # After the sum, the remaining volume axes keep their order: (rows, cols) already.
     if spec.flip_rows:
         image = image.flip(-2)
     return image
+
+
+def _cone_detector_spacing(spec: _View, shape, spacing, geometry: ConeBeam, size):
+    """Detector pixel size (row, col) in mm: the given one, or the magnified field of view."""
+    if geometry.detector_spacing is not None:
+        return geometry.detector_spacing
+    m = geometry.magnification
+    return (
+        spacing[spec.rows] * shape[spec.rows] * m / size[0],
+        spacing[spec.cols] * shape[spec.cols] * m / size[1],
+    )
+
+
+def _cone_sampling(spec: _View, shape, spacing, geometry: ConeBeam, size):
+    """Where each slice across the beam is sampled, and each ray's length per slice.
+
+    Returns ``row_pos`` (K, H) and ``col_pos`` (K, W), continuous voxel indices in slice ``k``
+    (slices in ascending order along the view's axis, image rows in the volume's order before
+    any flip), and ``path`` (H, W): the ray length through one slice in mm.
+    """
+    n_depth, n_rows, n_cols = shape[spec.axis], shape[spec.rows], shape[spec.cols]
+    d_depth, d_rows, d_cols = spacing[spec.axis], spacing[spec.rows], spacing[spec.cols]
+    sdd, sid = geometry.source_to_detector, geometry.source_to_isocentre
+    half_depth = n_depth * d_depth / 2
+    if sid <= half_depth:
+        raise ValueError(
+            f"source_to_isocentre ({sid:g} mm) puts the source inside the volume, which "
+            f"extends {half_depth:g} mm from the isocentre along the {spec.axis}-axis of view"
+        )
+    h, w = size
+    pixel_rows, pixel_cols = _cone_detector_spacing(spec, shape, spacing, geometry, size)
+    depth = -spec.source_side * ((np.arange(n_depth) + 0.5) * d_depth - half_depth)
+    scale = (sid + depth) / sdd  # detector offset -> offset in the slice
+    v = (np.arange(h) - (h - 1) / 2) * pixel_rows  # detector offsets from the principal point
+    u = (np.arange(w) - (w - 1) / 2) * pixel_cols
+    row_pos = scale[:, None] * v[None, :] / d_rows + (n_rows - 1) / 2
+    col_pos = scale[:, None] * u[None, :] / d_cols + (n_cols - 1) / 2
+    path = d_depth * np.sqrt(1.0 + (v[:, None] ** 2 + u[None, :] ** 2) / sdd**2)
+    return row_pos, col_pos, path
+
+
+def _project_cone(mu: torch.Tensor, spacing, view: str, geometry: ConeBeam, size) -> torch.Tensor:
+    """Cone-beam line integrals of ``mu`` (B, nz, ny, nx) for one view by shear-warp: (B, H, W)."""
+    spec = VIEWS[view]
+    shape = tuple(mu.shape[1:])
+    row_pos, col_pos, path = _cone_sampling(spec, shape, spacing, geometry, size)
+    # Slices across the beam, each with the view's (rows, cols): (B, K, R, C).
+    slices = mu.permute(0, spec.axis + 1, spec.rows + 1, spec.cols + 1)
+    n_batch, _, n_rows, n_cols = slices.shape
+    compiled = mu.device.type == "cpu" and mu.dtype == torch.float32 and not mu.requires_grad
+    if compiled and min(n_rows, n_cols) >= 2:
+        if slices.stride(-1) != 1:  # the lateral view: make the slice rows contiguous
+            slices = slices.contiguous()
+        row_index, row_weight = linear_taps(row_pos, n_rows)
+        col_index, col_weight = linear_taps(col_pos, n_cols)
+        out = np.empty((n_batch, *size), dtype=np.float32)
+        shear_warp_sum(slices.numpy(), row_index, row_weight, col_index, col_weight, out)
+        image = torch.from_numpy(out)
+    else:
+        # The same bilinear samples with grid_sample: slices as the batch, patients as
+        # channels (one grid per slice), normalised with align_corners=False. Positions and
+        # sums stay in float32 (a bf16 grid would misplace samples by up to half a voxel);
+        # a bf16 volume is upcast a chunk of slices at a time, which also bounds memory.
+        grid_x = torch.as_tensor((2 * col_pos + 1) / n_cols - 1, dtype=torch.float32)
+        grid_y = torch.as_tensor((2 * row_pos + 1) / n_rows - 1, dtype=torch.float32)
+        k, h, w = grid_y.shape[0], *size
+        grid = torch.stack(
+            [grid_x[:, None, :].expand(k, h, w), grid_y[:, :, None].expand(k, h, w)], -1
+        ).to(mu.device)
+        by_slice = slices.transpose(0, 1)  # (K, B, R, C)
+        chunk = max(1, _GRID_SAMPLE_ELEMENTS // (n_batch * h * w))
+        image = torch.zeros((n_batch, h, w), dtype=torch.float32, device=mu.device)
+        for start in range(0, k, chunk):
+            sampled = F.grid_sample(
+                by_slice[start : start + chunk].to(torch.float32),
+                grid[start : start + chunk],
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=False,
+            )
+            image = image + sampled.sum(0)
+    image = image * torch.as_tensor(path, dtype=torch.float32, device=image.device)
+    if spec.flip_rows:
+        image = image.flip(-2)
+    return image
+
+
+_DTYPES = (torch.float32, torch.bfloat16)
+# Samples taken by one grid_sample call of the torch cone-beam path (128 MB of float32).
+_GRID_SAMPLE_ELEMENTS = 32 * 1024 * 1024
 
 
 def render_drr(
@@ -332,21 +502,34 @@ def render_drr(
     views: Sequence[str] | str = ("frontal", "lateral", "axial"),
     *,
     size: tuple[int, int] | None = None,
+    geometry: str | ParallelBeam | ConeBeam | dict = "parallel",
     angles=None,
     window: tuple[float, float] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    r"""Render parallel-beam digitally reconstructed radiographs of a CT volume.
+    r"""Render digitally reconstructed radiographs of a CT volume.
 
-    Each pixel is the line integral of linear attenuation along the view's axis,
+    Each pixel is the line integral of linear attenuation along its ray,
 
     .. math::
 
-        p(r, c) = \int \mu(\mathbf{x})\, d\ell \approx \sum_k \mu_k \,\Delta_\text{axis},
+        p(r, c) = \int \mu(\mathbf{x})\, d\ell,
         \qquad \mu = \mu_\text{water} \max(0, 1 + \text{HU}/1000),
 
     a dimensionless optical depth (the detected intensity would be
-    :math:`I_0 e^{-p}`), so bone is bright. The sum over voxel centres is the midpoint rule
-    for the integral along each axis-aligned ray (exact for the voxelised volume).
+    :math:`I_0 e^{-p}`), so bone is bright.
+
+    * Parallel beam: the ray is a voxel column and the integral is the sum of the voxels times
+      the spacing along it (the midpoint rule, exact for the voxelised volume).
+    * Cone beam (shear-warp): the ray to detector offset :math:`(u, v)` crosses slice
+      :math:`k` (depth :math:`t_k` past the isocentre) at :math:`(u, v)(\mathrm{SID} +
+      t_k)/\mathrm{SDD}`, where :math:`\mu` is sampled bilinearly within the slice, and
+
+      .. math:: p(u, v) = \Delta \sqrt{1 + \frac{u^2 + v^2}{\mathrm{SDD}^2}}
+                \sum_k \mu_k\!\left(\frac{(u, v)(\mathrm{SID} + t_k)}{\mathrm{SDD}}\right),
+
+      with :math:`\Delta` the slice spacing and the square root the ray's obliquity.
+      Outside the volume is air.
 
     Parameters
     ----------
@@ -360,22 +543,31 @@ def render_drr(
         Views to render, in output order; see :data:`VIEWS` and the module docstring
         for their orientation.
     size : (H, W), optional
-        Resample every projection to this size (bilinear, ``align_corners=False``,
-        antialiased when shrinking). Required when the views' native shapes differ.
+        Detector size in pixels. Parallel beam: every projection is resampled to it
+        (bilinear, ``align_corners=False``, antialiased when shrinking). Cone beam: the
+        detector grid is sampled directly. Required when the views' native shapes differ.
+    geometry : {"parallel", "cone"}, ParallelBeam, ConeBeam or dict, default "parallel"
+        Projection geometry: a name stands for the default object
+        (:class:`~fracrisk.imaging.ConeBeam` has SDD 1020 mm, SID 850 mm); an object holds
+        the distances, the detector pixel size and a rotation. See
+        :mod:`fracrisk.imaging.geometry`.
     angles : float or sequence of float, optional
         Rotation about the z axis in degrees, applied to the volume before projecting (one
-        angle for all, or one per batch item); a positive angle turns the patient's left
-        towards anterior. Bilinear resampling through ``torch.nn.functional.grid_sample``;
-        the field of view is kept, what leaves it is lost and what enters is air. Meant for
-        augmentation.
+        angle for all, or one per batch item), added to the geometry's ``rotation``; a
+        positive angle turns the patient's left towards anterior. Bilinear resampling
+        through ``torch.nn.functional.grid_sample``; the field of view is kept, what leaves
+        it is lost and what enters is air. Meant for augmentation.
     window : (lo, hi), optional
         Map line integrals linearly so that ``lo -> 0`` and ``hi -> 1``, clipped to [0, 1]
         (network input). Default: physical line integrals.
+    dtype : torch.float32 or torch.bfloat16, default float32
+        Precision of the volume while it is sampled and of the result; sums are accumulated
+        in float32. bfloat16 halves the memory traffic on a GPU.
 
     Returns
     -------
     torch.Tensor
-        float32 on the input's device: ``(n_views, H, W)`` for one volume,
+        ``dtype`` on the input's device: ``(n_views, H, W)`` for one volume,
         ``(B, n_views, H, W)`` for a batch.
 
     Examples
@@ -386,12 +578,17 @@ def render_drr(
     torch.Size([1, 4, 5])
     >>> round(float(render_drr(water, (1.0, 2.0, 1.0), views="frontal")[0, 0, 0]), 4)
     0.206
+    >>> render_drr(water, (1.0, 2.0, 1.0), geometry="cone", size=(32, 32)).shape
+    torch.Size([3, 32, 32])
     """
     volume = _as_volume_tensor(volume_hu)
     spacing = _check_spacing(spacing)
     names = _check_views(views)
     size = _check_size(size)
     window = _check_window(window)
+    geometry = resolve_geometry(geometry)
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype!r}")
     batched = volume.ndim == 4
     if not batched:
         volume = volume.unsqueeze(0)
@@ -403,6 +600,12 @@ def render_drr(
                 "them to one shape"
             )
     angle_values = _check_angles(angles, volume.shape[0], volume.device)
+    if geometry.rotation:
+        angle_values = (
+            torch.full((volume.shape[0],), geometry.rotation, device=volume.device)
+            if angle_values is None
+            else angle_values + geometry.rotation
+        )
 
     if volume.requires_grad:
         mu = hu_to_attenuation(volume.to(torch.float32))
@@ -412,9 +615,14 @@ def render_drr(
         mu = mu.add_(MU_WATER_PER_MM).clamp_min_(0.0)
     if angle_values is not None and bool((angle_values != 0).any()):
         mu = _rotate_about_z(mu, angle_values, spacing)
+    mu = mu.to(dtype)
 
     images = []
     for name in names:
+        if isinstance(geometry, ConeBeam):
+            out_size = size or view_geometry(name, mu.shape, spacing)[0]
+            images.append(_project_cone(mu, spacing, name, geometry, out_size))
+            continue
         image = _project_parallel(mu, spacing, name)
         if size is not None and tuple(image.shape[-2:]) != size:
             shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
@@ -430,4 +638,5 @@ def render_drr(
     if window is not None:
         lo, hi = window
         out = ((out - lo) / (hi - lo)).clamp(0.0, 1.0)
+    out = out.to(dtype)
     return out if batched else out[0]

@@ -1,0 +1,163 @@
+r"""Late fusion of an image embedding with clinical covariates, into a survival head.
+
+:class:`FusionSurvivalNet` is the network trained by
+:func:`fracrisk.training.train_cox_network`: images go through an encoder (any registered
+one), the embedding is concatenated with the clinical covariates, and a head from
+:func:`fracrisk.heads.create_head` maps the joint features to the log hazard ratio
+:math:`\eta` (higher means higher risk). This is the design of Kong et al. 2022 (CNN
+features and age, sex, BMI, glucocorticoids, secondary osteoporosis into DeepSurv).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from fracrisk.heads import create_head
+
+__all__ = ["FusionSurvivalNet"]
+
+
+class FusionSurvivalNet(nn.Module):
+    r"""Image encoder + clinical covariates -> survival head (late fusion by concatenation).
+
+    .. math::
+        u = [\, g(\text{images}),\ \operatorname{drop}(x) \,], \qquad \eta = h(u),
+
+    with :math:`g` the image encoder (:math:`E` = ``encoder.num_features`` features),
+    :math:`x` the :math:`p` clinical covariates and :math:`h` the head.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        An image encoder with an integer ``num_features`` (e.g. from
+        :func:`~fracrisk.encoders.create_encoder`).
+    n_covariates : int
+        :math:`p`, the number of clinical covariates (already numeric: imputed, one-hot
+        encoded and standardised, e.g. by :mod:`fracrisk.preprocessing`); 0 gives an
+        image-only model.
+    head : str, default "deepsurv"
+        Head name in :func:`fracrisk.heads.list_heads`.
+    head_kwargs : dict, optional
+        Options of the head (e.g. ``{"hidden": (32,), "dropout": 0.2}``).
+    covariate_dropout : float, default 0.0
+        Dropout probability on each covariate in training (inverted dropout: kept
+        covariates are scaled by :math:`1/(1-p)`); with standardised covariates a dropped
+        one is set to the cohort mean. Pushes the network to use the images rather than
+        lean on the covariates alone. In [0, 1).
+
+    Attributes
+    ----------
+    encoder, head : torch.nn.Module
+    image_features : int
+        :math:`E`.
+    num_features : int
+        :math:`E + p`, the input size of the head.
+
+    Notes
+    -----
+    ``images`` is passed to the encoder as it is when it is a tensor, unpacked as
+    ``encoder(*images)`` when it is a tuple or list (e.g. ``(patches, mask)`` for
+    :class:`~fracrisk.encoders.VertebralPatchEncoder`) and as ``encoder(**images)`` when it
+    is a mapping. With :func:`~fracrisk.training.train_cox_network`, a DataLoader yielding
+    ``(images, covariates, time, event)`` trains the network (``(images, time, event)``
+    when ``n_covariates == 0``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fracrisk.encoders import create_encoder
+    >>> encoder = create_encoder("vertebral_patches", pooling="mean")
+    >>> net = FusionSurvivalNet(encoder, 5, head_kwargs={"hidden": (16,)}).eval()
+    >>> net(torch.rand(3, 5, 32, 32), torch.randn(3, 5)).shape
+    torch.Size([3])
+    >>> net.num_features
+    517
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_covariates: int,
+        *,
+        head: str = "deepsurv",
+        head_kwargs: dict | None = None,
+        covariate_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        size = getattr(encoder, "num_features", None)
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(
+                "encoder must be a module with a positive integer attribute num_features, "
+                f"got num_features={size!r}"
+            )
+        if int(n_covariates) != n_covariates or n_covariates < 0:
+            raise ValueError(f"n_covariates must be an integer >= 0, got {n_covariates!r}")
+        if not 0.0 <= covariate_dropout < 1.0:
+            raise ValueError(f"covariate_dropout must be in [0, 1), got {covariate_dropout!r}")
+        self.encoder = encoder
+        self.n_covariates = int(n_covariates)
+        self.image_features = size
+        self.num_features = size + self.n_covariates
+        self.covariate_dropout = nn.Dropout(covariate_dropout)
+        self.head = create_head(head, self.num_features, **dict(head_kwargs or {}))
+
+    def encode_images(self, images) -> torch.Tensor:
+        """Image embedding, shape (batch, image_features); see Notes for ``images``."""
+        if isinstance(images, Mapping):
+            return self.encoder(**images)
+        if isinstance(images, (tuple, list)):
+            return self.encoder(*images)
+        return self.encoder(images)
+
+    def forward_features(self, images, covariates: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused features :math:`u`, the input of the head.
+
+        Parameters
+        ----------
+        images : torch.Tensor, tuple, list or mapping
+            The encoder's input (see Notes).
+        covariates : torch.Tensor, shape = (batch, n_covariates), optional
+            Clinical covariates; required when ``n_covariates > 0``, must be None or have
+            zero columns otherwise.
+
+        Returns
+        -------
+        torch.Tensor, shape = (batch, num_features)
+            Image features first, then the covariates.
+        """
+        z = self.encode_images(images)
+        if covariates is not None and not isinstance(covariates, torch.Tensor):
+            raise TypeError("Input 'covariates' must be a torch.Tensor")
+        if self.n_covariates == 0:
+            if covariates is not None and covariates.numel() > 0:
+                raise ValueError(
+                    "this network has n_covariates=0 but Input 'covariates' has shape "
+                    f"{tuple(covariates.shape)}"
+                )
+            return z
+        if covariates is None:
+            raise ValueError(
+                f"Input 'covariates' is required: this network takes {self.n_covariates} covariates"
+            )
+        if covariates.shape != (z.shape[0], self.n_covariates):
+            raise ValueError(
+                f"Input 'covariates' must have shape ({z.shape[0]}, {self.n_covariates}) "
+                f"(batch of the images, n_covariates), got {tuple(covariates.shape)}"
+            )
+        x = self.covariate_dropout(covariates.to(z.dtype))
+        return torch.cat([z, x], dim=1)
+
+    def forward(self, images, covariates: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Log hazard ratio :math:`\eta`, shape (batch,); higher means higher risk.
+
+        Parameters
+        ----------
+        images : torch.Tensor, tuple, list or mapping
+            The encoder's input (see Notes).
+        covariates : torch.Tensor, shape = (batch, n_covariates), optional
+            Clinical covariates.
+        """
+        return self.head(self.forward_features(images, covariates)).squeeze(-1)
