@@ -18,6 +18,7 @@ import fracrisk.imaging.keypoints
 from fracrisk.data import ImageCohortDataset
 from fracrisk.exceptions import DataWarning, NotFittedError
 from fracrisk.imaging import (
+    ConeBeam,
     ImageReadError,
     default_train_transform,
     load_ct,
@@ -183,6 +184,34 @@ def test_changing_a_render_option_renders_again(sim, tmp_path):
     )
     assert other.cache_info["rendered"] == N
     assert other[0][0].shape == (1, 32, 32)
+
+
+def test_a_cone_beam_geometry_renders_cone_beam_views_and_keys_the_cache(sim, tmp_path):
+    cone = ConeBeam(source_to_detector=400.0, source_to_isocentre=200.0)
+    data = ImageCohortDataset(
+        sim,
+        "drr",
+        cache_dir=tmp_path,
+        covariates=[],
+        size=(32, 32),
+        render_options={"geometry": cone},
+    )
+    ct = load_ct(sim.df["hip_ct_path"].iloc[0])
+    expected = render_drr(ct.volume_hu, ct.spacing, size=(32, 32), geometry=cone)
+    assert torch.equal(data[0][0], expected)
+    assert not torch.equal(expected, render_drr(ct.volume_hu, ct.spacing, size=(32, 32)))
+    # The same geometry given as its dict is the same cache entry; parallel beam is not.
+    again = ImageCohortDataset(
+        sim,
+        "drr",
+        cache_dir=tmp_path,
+        covariates=[],
+        size=(32, 32),
+        render_options={"geometry": cone.to_dict()},
+    )
+    assert again.cache_info["rendered"] == 0
+    parallel = ImageCohortDataset(sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32))
+    assert parallel.cache_info["rendered"] == N
 
 
 def test_stat_identity_also_hits_the_cache(sim, tmp_path):

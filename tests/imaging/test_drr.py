@@ -249,8 +249,8 @@ def test_hu_to_attenuation():
         ({"size": (0, 4)}, "size must be None or two positive integers"),
         ({"size": (4,)}, "size must be None or two positive integers"),
         ({"window": (1.0, 1.0)}, "window must be None or"),
-        ({"angles": [10.0, 20.0]}, "angles must be one finite angle"),
-        ({"angles": float("nan")}, "angles must be one finite angle"),
+        ({"angles": [10.0, 20.0]}, "angles must be finite degrees"),
+        ({"angles": float("nan")}, "angles must be finite degrees"),
     ],
 )
 def test_errors_name_the_argument(kwargs, match):

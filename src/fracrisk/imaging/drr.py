@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from fracrisk.imaging._drr_kernel import linear_taps, shear_warp_sum
-from fracrisk.imaging.geometry import ConeBeam, ParallelBeam, resolve_geometry
+from fracrisk.imaging.geometry import ConeBeam, ParallelBeam, resolve_geometry, rotation_matrix
 
 __all__ = [
     "MU_WATER_PER_MM",
@@ -202,7 +202,7 @@ def project_points(
     spacing: Sequence[float],
     *,
     size: tuple[int, int] | None = None,
-    angle: float = 0.0,
+    angle: float | Sequence[float] = 0.0,
     geometry: str | ParallelBeam | ConeBeam | dict = "parallel",
 ) -> np.ndarray:
     """Pixel coordinates ``(col, row)`` at which :func:`render_drr` shows 3D points.
@@ -217,8 +217,9 @@ def project_points(
         ``(nz, ny, nx)`` and ``(dz, dy, dx)`` of the volume.
     size : (H, W), optional
         The ``size`` passed to :func:`render_drr`, if any.
-    angle : float, default 0
-        The rotation (degrees) passed to :func:`render_drr` for this volume.
+    angle : float or (float, float, float), default 0
+        The rotation (degrees) passed to :func:`render_drr` for this volume: about z, or
+        ``(z, x, y)``.
     geometry : str, ParallelBeam, ConeBeam or dict, default "parallel"
         The ``geometry`` passed to :func:`render_drr`.
 
@@ -239,16 +240,12 @@ def project_points(
     pts = np.asarray(points_mm, dtype=np.float64)
     if pts.shape[-1:] != (3,):
         raise ValueError(f"points_mm must have shape (..., 3) (z, y, x), got {pts.shape}")
-    angle = float(angle) + geometry.rotation
+    angles = _check_angles(angle, 1)
+    angles = np.asarray(geometry.rotation) + (0.0 if angles is None else angles[0])
     centre = np.asarray(shape) * sp / 2
     rel = pts - centre  # from the isocentre, mm
-    if angle:
-        # Same rotation as render_drr: about the z axis through the centre of the volume.
-        theta = math.radians(angle)
-        x, y = rel[..., 2], rel[..., 1]
-        rel = rel.copy()
-        rel[..., 2] = math.cos(theta) * x - math.sin(theta) * y
-        rel[..., 1] = math.sin(theta) * x + math.cos(theta) * y
+    if angles.any():  # the rotation render_drr applies, about the centre of the volume
+        rel = rel @ rotation_matrix(angles).T
     native = (shape[spec.rows], shape[spec.cols])
     h, w = _check_size(size) or native
     if isinstance(geometry, ConeBeam):
@@ -282,7 +279,8 @@ def detector_rays(
     Parameters
     ----------
     view, volume_shape, spacing, size, geometry
-        As for :func:`render_drr` (no rotation: pass a geometry with ``rotation=0``).
+        As for :func:`render_drr`; the geometry's ``rotation`` turns the rays the other way,
+        so they are where the pixels' rays run through the unrotated volume.
 
     Returns
     -------
@@ -298,8 +296,6 @@ def detector_rays(
     """
     spec = VIEWS[_check_views(view)[0]]
     geometry = resolve_geometry(geometry)
-    if geometry.rotation:
-        raise ValueError("detector_rays does not rotate: pass a geometry with rotation=0")
     shape = tuple(int(n) for n in volume_shape)[-3:]
     sp = np.asarray(_check_spacing(spacing))
     native = (shape[spec.rows], shape[spec.cols])
@@ -325,6 +321,10 @@ def detector_rays(
     else:
         start = end.copy()
     start[..., spec.axis] = centre[spec.axis] + spec.source_side * source_distance
+    if any(geometry.rotation):  # the patient turns by R: the rays turn by R^T around it
+        rotation = rotation_matrix(geometry.rotation)
+        start = (start - centre) @ rotation + centre
+        end = (end - centre) @ rotation + centre
     return start, end
 
 
@@ -354,18 +354,62 @@ def _as_volume_tensor(volume_hu) -> torch.Tensor:
     return volume
 
 
-def _check_angles(angles, batch: int, device) -> torch.Tensor | None:
+def _check_angles(angles, batch: int) -> np.ndarray | None:
+    """``(batch, 3)`` float64 ``(z, x, y)`` degrees, or None.
+
+    Accepted: one angle (about z, for all), one per batch item (about z), a ``(batch, 3)`` or
+    ``(1, 3)`` array, or, for one volume, a triple ``(z, x, y)``.
+    """
     if angles is None:
         return None
-    values = torch.as_tensor(angles, dtype=torch.float32).reshape(-1)
-    if values.numel() == 1:
-        values = values.expand(batch)
-    if values.numel() != batch or not torch.isfinite(values).all():
-        raise ValueError(
-            f"angles must be one finite angle in degrees or one per batch item ({batch}), "
-            f"got {angles!r}"
+    if isinstance(angles, torch.Tensor):
+        angles = angles.detach().cpu().numpy()
+    try:
+        values = np.asarray(angles, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.full(1, np.nan)
+    if values.ndim == 0 or (values.ndim == 1 and values.size in (1, batch) and values.size != 3):
+        values = np.stack(
+            [np.broadcast_to(values.reshape(-1), (batch,)), np.zeros(batch), np.zeros(batch)], -1
         )
-    return values.to(device)
+    elif values.ndim == 1 and values.size == 3 and batch in (1, 3):
+        # One volume: a triple (z, x, y). Three volumes: one angle about z each.
+        values = values[None] if batch == 1 else np.stack([values, *np.zeros((2, 3))], -1)
+    elif values.ndim == 2 and values.shape in ((1, 3), (batch, 3)):
+        values = np.broadcast_to(values, (batch, 3))
+    else:
+        values = np.full(1, np.nan)
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"angles must be finite degrees: one angle about z or one per batch item "
+            f"({batch}), or (z, x, y) triples of shape ({batch}, 3); got {angles!r}"
+        )
+    return np.array(values)
+
+
+def _rotate(mu: torch.Tensor, angles_deg: np.ndarray, spacing) -> torch.Tensor:
+    r"""Rotate each volume of ``mu`` (B, nz, ny, nx) about its centre by ``(z, x, y)`` degrees.
+
+    The rotation is :func:`fracrisk.imaging.geometry.rotation_matrix`'s: the output at
+    physical position :math:`\mathbf{p}` (mm from the centre) is the input at
+    :math:`R^\top \mathbf{p}`, sampled trilinearly; outside the field of view is air. A turn
+    about z alone samples each axial slice bilinearly (one 2D ``grid_sample``, ~20x faster).
+    """
+    if not angles_deg[:, 1:].any():
+        return _rotate_about_z(mu, torch.as_tensor(angles_deg[:, 0], device=mu.device), spacing)
+    b, nz, ny, nx = mu.shape
+    half = np.array([nx * spacing[2], ny * spacing[1], nz * spacing[0]]) / 2  # (x, y, z)
+    flip = np.eye(3)[::-1]  # (z, y, x) <-> (x, y, z)
+    rotation = flip @ rotation_matrix(angles_deg) @ flip  # in (x, y, z) order
+    # affine_grid maps output normalised coordinates u = p / half to input ones.
+    theta = np.swapaxes(rotation, -1, -2) * half[None, None, :] / half[None, :, None]
+    affine = torch.zeros((b, 3, 4), dtype=mu.dtype, device=mu.device)
+    affine[:, :, :3] = torch.as_tensor(theta, dtype=mu.dtype, device=mu.device)
+    grid = F.affine_grid(affine, [b, 1, nz, ny, nx], align_corners=False)
+    rotated = F.grid_sample(
+        mu.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return rotated.squeeze(1)
 
 
 def _rotate_about_z(mu: torch.Tensor, angles_deg: torch.Tensor, spacing) -> torch.Tensor:
@@ -551,12 +595,15 @@ def render_drr(
         (:class:`~fracrisk.imaging.ConeBeam` has SDD 1020 mm, SID 850 mm); an object holds
         the distances, the detector pixel size and a rotation. See
         :mod:`fracrisk.imaging.geometry`.
-    angles : float or sequence of float, optional
-        Rotation about the z axis in degrees, applied to the volume before projecting (one
-        angle for all, or one per batch item), added to the geometry's ``rotation``; a
-        positive angle turns the patient's left towards anterior. Bilinear resampling
-        through ``torch.nn.functional.grid_sample``; the field of view is kept, what leaves
-        it is lost and what enters is air. Meant for augmentation.
+    angles : float, sequence of float or array of shape (B, 3), optional
+        Rotation of the patient in degrees, applied to the volume before projecting and
+        added to the geometry's ``rotation``: one angle about the z axis for all, one per
+        batch item, or ``(z, x, y)`` triples, one per item (``(B, 3)``, or a plain triple
+        for one volume); directions in :mod:`fracrisk.imaging.geometry` (a positive turn
+        about z brings the patient's left towards anterior). Trilinear resampling through
+        ``torch.nn.functional.grid_sample`` (bilinear within axial slices for a turn about z
+        alone); the field of view is kept, what leaves it is lost and what enters is air.
+        Meant for augmentation and oblique views.
     window : (lo, hi), optional
         Map line integrals linearly so that ``lo -> 0`` and ``hi -> 1``, clipped to [0, 1]
         (network input). Default: physical line integrals.
@@ -599,13 +646,12 @@ def render_drr(
                 f"views have different native shapes {shapes}; pass size=(H, W) to resample "
                 "them to one shape"
             )
-    angle_values = _check_angles(angles, volume.shape[0], volume.device)
-    if geometry.rotation:
-        angle_values = (
-            torch.full((volume.shape[0],), geometry.rotation, device=volume.device)
-            if angle_values is None
-            else angle_values + geometry.rotation
+    angle_values = _check_angles(angles, volume.shape[0])
+    if any(geometry.rotation):
+        angle_values = np.asarray(geometry.rotation) + (
+            0.0 if angle_values is None else angle_values
         )
+        angle_values = np.array(np.broadcast_to(angle_values, (volume.shape[0], 3)))
 
     if volume.requires_grad:
         mu = hu_to_attenuation(volume.to(torch.float32))
@@ -613,8 +659,8 @@ def render_drr(
         # In place on a fresh tensor: saves two volume-sized temporaries.
         mu = volume.to(torch.float32) * (MU_WATER_PER_MM / 1000.0)
         mu = mu.add_(MU_WATER_PER_MM).clamp_min_(0.0)
-    if angle_values is not None and bool((angle_values != 0).any()):
-        mu = _rotate_about_z(mu, angle_values, spacing)
+    if angle_values is not None and angle_values.any():
+        mu = _rotate(mu, angle_values, spacing)
     mu = mu.to(dtype)
 
     images = []

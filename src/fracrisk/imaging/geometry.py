@@ -27,9 +27,16 @@ lateral  patient's right (-x): a left-lateral projection, left side on the detec
 axial    inferior (-z): looking up from the feet
 =======  ==========================================================================
 
-A ``rotation`` (degrees) turns the patient about the long (z) axis before projecting, the
-same rotation as :func:`fracrisk.imaging.render_drr`'s ``angles`` (they add up); a C-arm
-orbiting the other way by the same angle gives the same image.
+A ``rotation`` turns the patient before projecting (a C-arm orbiting the other way gives the
+same image). It is one angle in degrees about the long (z) axis, or three, ``(z, x, y)``:
+
+* **z** (turn): the patient's left (+x) towards anterior (+y), as a left anterior oblique;
+* **x** (tilt): anterior (+y) towards superior (+z), a cranio-caudal tilt;
+* **y** (roll): superior (+z) towards the patient's left (+x).
+
+The roll is applied first, then the tilt, then the turn: :math:`R = R_z R_x R_y`
+(:func:`rotation_matrix`). :func:`fracrisk.imaging.render_drr`'s ``angles`` (augmentation) add
+to the geometry's rotation, angle by angle.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["GEOMETRIES", "ConeBeam", "ParallelBeam", "resolve_geometry"]
+import numpy as np
+
+__all__ = ["GEOMETRIES", "ConeBeam", "ParallelBeam", "resolve_geometry", "rotation_matrix"]
 
 
 def _check_positive(name: str, value) -> float:
@@ -46,10 +55,48 @@ def _check_positive(name: str, value) -> float:
     return float(value)
 
 
-def _check_rotation(value) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value)):
-        raise ValueError(f"rotation must be a finite angle in degrees, got {value!r}")
-    return float(value)
+def _check_rotation(value) -> tuple[float, float, float]:
+    """``(z, x, y)`` degrees from one angle (about z) or three."""
+    values = (value, 0.0, 0.0) if isinstance(value, (int, float)) else tuple(value)
+    ok = len(values) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    if not ok:
+        raise ValueError(
+            f"rotation must be a finite angle in degrees (about z) or three (z, x, y), got "
+            f"{value!r}"
+        )
+    return tuple(float(v) for v in values)
+
+
+def rotation_matrix(angles_deg) -> np.ndarray:
+    r"""Rotation matrices :math:`R = R_z R_x R_y` acting on ``(z, y, x)`` column vectors.
+
+    Parameters
+    ----------
+    angles_deg : array-like, shape (..., 3)
+        ``(z, x, y)`` angles in degrees (see the module docstring for their directions).
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., 3, 3)
+        float64; a point ``p`` (mm from the isocentre, ``(z, y, x)``) moves to ``R @ p``.
+
+    Examples
+    --------
+    >>> np.round(rotation_matrix([90.0, 0.0, 0.0]) @ [0.0, 0.0, 1.0], 6).tolist()  # left
+    [0.0, 1.0, 0.0]
+    """
+    a = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    (cz, cx, cy), (sz, sx, sy) = np.cos(np.moveaxis(a, -1, 0)), np.sin(np.moveaxis(a, -1, 0))
+    one, zero = np.ones_like(cz), np.zeros_like(cz)
+
+    def matrix(rows):
+        return np.stack([np.stack(r, -1) for r in rows], -2)
+
+    # Rows and columns in (z, y, x) order.
+    turn = matrix([[one, zero, zero], [zero, cz, sz], [zero, -sz, cz]])  # x -> y
+    tilt = matrix([[cx, sx, zero], [-sx, cx, zero], [zero, zero, one]])  # y -> z
+    roll = matrix([[cy, zero, -sy], [zero, one, zero], [sy, zero, cy]])  # z -> x
+    return turn @ tilt @ roll
 
 
 @dataclass(frozen=True)
@@ -58,18 +105,19 @@ class ParallelBeam:
 
     Parameters
     ----------
-    rotation : float, default 0
-        Rotation of the patient about the z axis before projecting, in degrees.
+    rotation : float or (float, float, float), default 0
+        Rotation of the patient before projecting, in degrees: about z, or ``(z, x, y)``;
+        stored as the triple.
     """
 
-    rotation: float = 0.0
+    rotation: float | tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rotation", _check_rotation(self.rotation))
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (a cache key, a run's config)."""
-        return {"type": "parallel", **asdict(self)}
+        return {"type": "parallel", "rotation": list(self.rotation)}
 
 
 @dataclass(frozen=True)
@@ -90,8 +138,9 @@ class ConeBeam:
         scaled by ``native size / size`` when :func:`~fracrisk.imaging.render_drr` is given a
         ``size``. Then the isocentre plane maps onto the image exactly as in
         :class:`ParallelBeam`.
-    rotation : float, default 0
-        Rotation of the patient about the z axis before projecting, in degrees.
+    rotation : float or (float, float, float), default 0
+        Rotation of the patient before projecting, in degrees: about z, or ``(z, x, y)``;
+        stored as the triple.
 
     Examples
     --------
@@ -102,7 +151,7 @@ class ConeBeam:
     source_to_detector: float = 1020.0
     source_to_isocentre: float = 850.0
     detector_spacing: float | tuple[float, float] | None = None
-    rotation: float = 0.0
+    rotation: float | tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         sdd = _check_positive("source_to_detector", self.source_to_detector)
@@ -133,7 +182,7 @@ class ConeBeam:
 
     def to_dict(self) -> dict:
         """JSON-serialisable description (a cache key, a run's config)."""
-        out = {"type": "cone", **asdict(self)}
+        out = {"type": "cone", **asdict(self), "rotation": list(self.rotation)}
         if self.detector_spacing is not None:
             out["detector_spacing"] = list(self.detector_spacing)
         return out
