@@ -470,6 +470,8 @@ class ImageCohortDataset(Dataset):
         the clock's resolution would not be noticed).
     prepare_workers : int, default 0
         Processes for the one-off preprocessing (0: in this process).
+    progress : bool, default True
+        Show a progress bar while the images are prepared (only on a terminal).
 
     Attributes
     ----------
@@ -542,6 +544,7 @@ class ImageCohortDataset(Dataset):
         image_root: str | os.PathLike | None = None,
         file_identity: str = "content",
         prepare_workers: int = 0,
+        progress: bool = True,
     ) -> None:
         cohort = as_cohort(cohort)
         if kind not in IMAGE_KINDS:
@@ -662,7 +665,7 @@ class ImageCohortDataset(Dataset):
             "cut": 0,
             "skipped": 0,
         }
-        self._prepare(failures, int(prepare_workers))
+        self._prepare(failures, int(prepare_workers), progress=bool(progress))
 
         kept = [p for p in range(n) if p not in failures]
         self.failures = [failures[p] for p in sorted(failures)]
@@ -775,7 +778,7 @@ class ImageCohortDataset(Dataset):
         failures.update(problems)
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, failures: dict[int, ImageFailure], workers: int) -> None:
+    def _prepare(self, failures: dict[int, ImageFailure], workers: int, progress: bool) -> None:
         todo = [p for p in range(len(self._paths)) if p not in failures]
         if self.kind == "patches" and any(self._manifest[p] is None for p in todo):
             self._detector()  # load and hash it here, once, before any worker starts
@@ -791,6 +794,12 @@ class ImageCohortDataset(Dataset):
             results = iter(loader)
         else:
             results = (self._prepare_row(p) for p in todo)
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(
+                results, total=len(todo), desc=f"preparing {self.kind}", unit="image", disable=None
+            )
         first_failure = None
         for result in results:
             for name, count in (result.counts or {}).items():
