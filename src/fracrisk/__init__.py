@@ -6,8 +6,16 @@ and report. See ``docs/architecture.md``.
 
 from fracrisk.data import Cohort
 from fracrisk.losses import cox_partial_likelihood
-from fracrisk.models import CoxPH, DeepSurv, load_model
+from fracrisk.models import CoxPH, DeepSurv, ImageSurvivalModel, load_model
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Cohort", "CoxPH", "DeepSurv", "__version__", "cox_partial_likelihood", "load_model"]
+__all__ = [
+    "Cohort",
+    "CoxPH",
+    "DeepSurv",
+    "ImageSurvivalModel",
+    "__version__",
+    "cox_partial_likelihood",
+    "load_model",
+]

@@ -20,12 +20,12 @@ from fracrisk.exceptions import NotFittedError
 from fracrisk.heads import create_head
 from fracrisk.preprocessing import TabularPreprocessor
 
-__all__ = ["RiskFromSurvival", "SurvivalEstimator", "load_model"]
+__all__ = ["RiskFromSurvival", "SavedModel", "SurvivalEstimator", "load_model"]
 
 _CONFIG = "config.json"
 _WEIGHTS = "weights.safetensors"
 _FORMAT = "fracrisk-model/1"
-_ESTIMATORS: dict[str, type[SurvivalEstimator]] = {}
+_ESTIMATORS: dict[str, type[SavedModel]] = {}
 
 
 class RiskFromSurvival:
@@ -41,8 +41,88 @@ class RiskFromSurvival:
         )
 
 
-class SurvivalEstimator(RiskFromSurvival):
-    """Base class of Cox-type estimators.
+class SavedModel:
+    """Hyper-parameters, a name in the registry of :func:`load_model`, and safe files.
+
+    A saved model is a directory with ``config.json`` (hyper-parameters, preprocessing,
+    versions: data, never code) and ``weights.safetensors`` (tensors). Subclasses list their
+    hyper-parameters in ``_params`` and rebuild themselves in ``_from_saved``.
+    """
+
+    _params: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _ESTIMATORS[cls.__name__] = cls
+
+    def get_params(self) -> dict:
+        """Hyper-parameters as passed to ``__init__``."""
+        return {name: getattr(self, name) for name in self._params}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _write(self, path, config: dict, tensors: dict, *, overwrite: bool) -> Path:
+        """Write ``config`` (with format, class and versions added) and ``tensors``."""
+        from safetensors.torch import save_file
+
+        import fracrisk
+
+        config = {
+            "format": _FORMAT,
+            "estimator": type(self).__name__,
+            "params": self.get_params(),
+            **config,
+            "versions": {
+                "fracrisk": fracrisk.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "pandas": pd.__version__,
+                "python": platform.python_version(),
+            },
+        }
+        with staged_output_dir(
+            path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
+        ) as staging:
+            save_file(tensors, str(staging / _WEIGHTS))
+            (staging / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return Path(path)
+
+    @classmethod
+    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> SavedModel:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SavedModel:
+        """Load a model saved with ``save``; see :func:`load_model`."""
+        model = load_model(path)
+        if not isinstance(model, cls):
+            raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix + "."``, without it."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def _baseline_tensors(baseline: BreslowBaselineHazard) -> dict[str, torch.Tensor]:
+    return {
+        f"baseline_hazard.{key}": torch.from_numpy(np.ascontiguousarray(value))
+        for key, value in baseline.state_arrays().items()
+    }
+
+
+def _baseline_from_tensors(tensors: dict[str, torch.Tensor]) -> BreslowBaselineHazard:
+    return BreslowBaselineHazard.from_state_arrays(
+        {k: v.numpy() for k, v in _prefixed(tensors, "baseline_hazard").items()}
+    )
+
+
+class SurvivalEstimator(SavedModel, RiskFromSurvival):
+    """Base class of Cox-type estimators on tabular covariates.
 
     An estimator is a network from features to a log hazard ratio, the preprocessing
     fitted with it, and a Breslow baseline hazard for absolute risk.
@@ -51,21 +131,7 @@ class SurvivalEstimator(RiskFromSurvival):
     hyper-parameters in ``_params``.
     """
 
-    _params: tuple[str, ...] = ()
     _head_name: str = ""
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        _ESTIMATORS[cls.__name__] = cls
-
-    # ------------------------------------------------------------- parameters
-    def get_params(self) -> dict:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {name: getattr(self, name) for name in self._params}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def _head_kwargs(self) -> dict:
         return {}
@@ -194,21 +260,13 @@ class SurvivalEstimator(RiskFromSurvival):
         preprocessing, versions) and the tensors are safetensors. :func:`load_model`
         (or ``Class.load``) rebuilds a model whose predictions are bit-identical.
         """
-        from safetensors.torch import save_file
-
         self._check_fitted()
         tensors = {
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
-        for key, value in self.baseline_hazard_.state_arrays().items():
-            tensors[f"baseline_hazard.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
-        import fracrisk
-
+        tensors.update(_baseline_tensors(self.baseline_hazard_))
         config = {
-            "format": _FORMAT,
-            "estimator": type(self).__name__,
-            "params": self.get_params(),
             "head": {
                 "name": self._head_name,
                 "in_features": len(self.preprocessor_.feature_names_),
@@ -219,32 +277,35 @@ class SurvivalEstimator(RiskFromSurvival):
             "preprocessor": self.preprocessor_.to_dict(),
             "n_train": self.n_train_,
             "extra": self._extra_state(),
-            "versions": {
-                "fracrisk": fracrisk.__version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "pandas": pd.__version__,
-                "python": platform.python_version(),
-            },
         }
-        with staged_output_dir(
-            path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
-        ) as staging:
-            save_file(tensors, str(staging / _WEIGHTS))
-            (staging / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return Path(path)
+        return self._write(path, config, tensors, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SurvivalEstimator:
-        """Load a model saved with :meth:`save`; see :func:`load_model`."""
-        model = load_model(path)
-        if not isinstance(model, cls):
-            raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
+    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> SurvivalEstimator:
+        model = cls(**config["params"])
+        head: nn.Module = create_head(
+            config["head"]["name"], config["head"]["in_features"], **config["head"]["kwargs"]
+        )
+        dtype = config["head"]["dtype"]
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"unsupported weight dtype {dtype!r}")
+        head = head.to(getattr(torch, dtype))
+        head.load_state_dict(_prefixed(tensors, "network"))
+        model.network_ = head.eval()
+        model.baseline_hazard_ = _baseline_from_tensors(tensors)
+        model.preprocessor_ = TabularPreprocessor.from_dict(config["preprocessor"])
+        model.covariates_ = config["covariates"]
+        model.n_train_ = config["n_train"]
+        model._load_extra_state(config["extra"])
         return model
 
 
-def load_model(path: str | os.PathLike[str]) -> SurvivalEstimator:
-    """Load any fracrisk estimator from a directory written by ``save``; executes no code."""
+def load_model(path: str | os.PathLike[str]) -> SavedModel:
+    """Load any fracrisk model from a directory written by ``save``; executes no code.
+
+    ``config.json`` is parsed as JSON and ``weights.safetensors`` read as plain tensors;
+    the class named in the config (one of fracrisk's, from a registry) rebuilds the model.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -259,28 +320,8 @@ def load_model(path: str | os.PathLike[str]) -> SurvivalEstimator:
         )
     if config["estimator"] not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {config['estimator']!r} in {str(config_path)!r}")
-    model = _ESTIMATORS[config["estimator"]](**config["params"])
     tensors = load_file(str(weights_path))
-    head: nn.Module = create_head(
-        config["head"]["name"], config["head"]["in_features"], **config["head"]["kwargs"]
-    )
-    dtype = config["head"]["dtype"]
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"unsupported weight dtype {dtype!r} in {str(config_path)!r}")
-    head = head.to(getattr(torch, dtype))
-    head.load_state_dict(
-        {k[len("network.") :]: v for k, v in tensors.items() if k.startswith("network.")}
-    )
-    model.network_ = head.eval()
-    model.baseline_hazard_ = BreslowBaselineHazard.from_state_arrays(
-        {
-            k[len("baseline_hazard.") :]: v.numpy()
-            for k, v in tensors.items()
-            if k.startswith("baseline_hazard.")
-        }
-    )
-    model.preprocessor_ = TabularPreprocessor.from_dict(config["preprocessor"])
-    model.covariates_ = config["covariates"]
-    model.n_train_ = config["n_train"]
-    model._load_extra_state(config["extra"])
-    return model
+    try:
+        return _ESTIMATORS[config["estimator"]]._from_saved(config, tensors)
+    except ValueError as err:
+        raise ValueError(f"{str(path)!r}: {err}") from err
