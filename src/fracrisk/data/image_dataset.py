@@ -82,7 +82,8 @@ from fracrisk._io import atomic_path
 from fracrisk.data.cohort import Cohort, as_cohort
 from fracrisk.exceptions import DataWarning, NotFittedError
 from fracrisk.imaging.cache import DRRCache, drr_cache_key
-from fracrisk.imaging.drr import VIEWS, render_drr
+from fracrisk.imaging.drr import _check_size as _check_image_size
+from fracrisk.imaging.drr import _check_views, _check_window, render_drr
 from fracrisk.imaging.io import ImageReadError
 from fracrisk.imaging.patches import TRANSFORMS as _PATCH_MAPPINGS
 from fracrisk.imaging.patches import vertebral_patches
@@ -312,41 +313,8 @@ def _is_missing(value) -> bool:
 
 
 def _check_size(size, kind: str) -> tuple[int, int]:
-    if size is None:
-        return _DEFAULT_SIZES[kind]
-    try:
-        h, w = size
-        ok = all(
-            isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and n > 0
-            for n in (h, w)
-        )
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"size must be None or two positive integers (H, W), got {size!r}")
-    return int(h), int(w)
-
-
-def _check_views(views) -> tuple[str, ...]:
-    names = (views,) if isinstance(views, str) else tuple(views)
-    unknown = [v for v in names if v not in VIEWS]
-    if not names or unknown:
-        raise ValueError(
-            f"views must name one or more of {', '.join(map(repr, VIEWS))}; got {views!r}"
-        )
-    return names
-
-
-def _check_window(window) -> tuple[float, float] | None:
-    if window is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in window)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"window must be None or (lo, hi) with lo < hi, got {window!r}") from err
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"window must be None or (lo, hi) with lo < hi, got {window!r}")
-    return lo, hi
+    """The kind's default size, or ``size`` checked as render_drr checks it."""
+    return _DEFAULT_SIZES[kind] if size is None else _check_image_size(size)
 
 
 def _check_positive(name: str, value, *, allow_none: bool) -> float | None:
