@@ -180,3 +180,253 @@ def test_train_keypoints_writes_a_loadable_detector(tmp_path, capsys):
     assert detect_keypoints(model, np.zeros((176, 96), dtype=np.float32)).shape == (5, 4, 2)
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- prepare-images
+
+
+@pytest.fixture(scope="module")
+def image_manifest(tmp_path_factory):
+    """A 6-patient simulated cohort as a plain CSV whose image paths are relative."""
+    import os
+
+    from fracrisk.simulate import cohort
+
+    base = tmp_path_factory.mktemp("prepare")
+    root = base / "images_root"
+    sim = cohort(6, seed=11, images=("hip_ct", "spine"), out_dir=root)
+    df = sim.df.copy()
+    for column in ("hip_ct_path", "spine_xray_path"):
+        df[column] = [os.path.relpath(p, root) for p in df[column]]
+    assert not any(os.path.isabs(p) for p in df["hip_ct_path"])
+    manifest = base / "cohort.csv"
+    df.to_csv(manifest, index=False)
+    return manifest, root, df
+
+
+def _prepare(manifest, root, cache, *extra):
+    return main(
+        [
+            "prepare-images",
+            "--manifest",
+            str(manifest),
+            "--cache",
+            str(cache),
+            "--image-root",
+            str(root),
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def _cached_dataset(df, root, cache, kind, **options):
+    """The dataset a training run would build on the same cache (covariates aside)."""
+    from fracrisk.data import ImageCohortDataset
+
+    return ImageCohortDataset(
+        df, kind, covariates=[], cache_dir=cache, image_root=root, progress=False, **options
+    )
+
+
+def test_prepare_images_renders_once_then_reads_the_cache(
+    image_manifest, tmp_path, capsys, monkeypatch
+):
+    manifest, root, df = image_manifest
+    monkeypatch.chdir(tmp_path)  # relative paths resolve from --image-root, not from here
+    cache = tmp_path / "cache"
+    options = ["--kind", "drr", "--size", "64", "64", "--views", "frontal", "lateral"]
+    assert _prepare(manifest, root, cache, *options, "--workers", "2") == 0
+    out = capsys.readouterr().out
+    assert "drr (2 x 64 x 64): 6 of 6 rows prepared" in out
+    assert "(0 from cache, 6 images read, 6 rendered), 0 failed" in out
+    assert _prepare(manifest, root, cache, *options, "--workers", "0") == 0
+    assert "(6 from cache, 0 images read, 0 rendered), 0 failed" in capsys.readouterr().out
+    # a training run with the same options finds every image without reading a CT
+    data = _cached_dataset(df, root, cache, "drr", size=(64, 64), views=("frontal", "lateral"))
+    assert data.cache_info["loaded"] == 0 and data.cache_info["rendered"] == 0
+    assert tuple(data[0][0].shape) == (2, 64, 64)
+
+
+def test_prepare_images_reports_a_corrupt_file_or_stops_on_it(image_manifest, tmp_path, capsys):
+    import pandas as pd
+
+    manifest, root, df = image_manifest
+    bad_file = tmp_path / "P000002_hip_ct.nii.gz"
+    bad_file.write_bytes(b"this is not a CT" * 64)
+    df = df.copy()
+    df.loc[2, "hip_ct_path"] = str(bad_file)  # row 2 = line 4 of the CSV
+    bad_manifest = tmp_path / "bad.csv"
+    df.to_csv(bad_manifest, index=False)
+    report = tmp_path / "failures.csv"
+    common = ["--kind", "drr", "--size", "64", "64"]
+
+    skip = [*common, "--on-error", "skip", "--report", str(report), "--workers", "2"]
+    assert _prepare(bad_manifest, root, tmp_path / "cache", *skip) == 0
+    captured = capsys.readouterr()
+    assert "5 of 6 rows prepared" in captured.out and "1 failed" in captured.out
+    assert f"listed in {report}" in captured.out
+    assert "patient_id 'P000002' (row 4)" in captured.err
+    failures = pd.read_csv(report)
+    assert list(failures.columns) == ["row", "patient_id", "column", "path", "reason"]
+    assert failures[["row", "patient_id", "column", "path"]].values.tolist() == [
+        [4, "P000002", "hip_ct_path", str(bad_file)]
+    ]
+    assert "NIfTI" in failures.loc[0, "reason"]
+
+    raise_ = [*common, "--on-error", "raise", "--workers", "0"]
+    assert _prepare(bad_manifest, root, tmp_path / "cache_raise", *raise_) == 2
+    captured = capsys.readouterr()
+    assert f"error: cannot read {bad_file}" in captured.err
+    assert "patient_id 'P000002'" in captured.err and "--on-error skip" in captured.err
+    assert "Traceback" not in captured.err
+    assert "prepared" not in captured.out
+
+
+def test_prepare_images_writes_the_report_when_every_row_fails(image_manifest, tmp_path, capsys):
+    import pandas as pd
+
+    _, root, df = image_manifest
+    df = df.copy()
+    df["hip_ct_path"] = [str(tmp_path / f"missing_{i}.nii.gz") for i in range(len(df))]
+    manifest = tmp_path / "all_missing.csv"
+    df.to_csv(manifest, index=False)
+    report = tmp_path / "failures.csv"
+    args = ["--kind", "drr", "--on-error", "skip", "--report", str(report), "--workers", "0"]
+    assert _prepare(manifest, root, tmp_path / "cache", *args) == 2
+    captured = capsys.readouterr()
+    assert "no usable row: all 6 rows" in captured.err and str(report) in captured.err
+    failures = pd.read_csv(report)
+    assert failures["patient_id"].tolist() == df["patient_id"].tolist()
+    assert failures["path"].tolist() == df["hip_ct_path"].tolist()
+
+
+def test_prepare_images_refuses_to_overwrite_a_report(image_manifest, tmp_path, capsys):
+    manifest, root, _ = image_manifest
+    report = tmp_path / "failures.csv"
+    report.write_text("keep me")
+    cache = tmp_path / "cache"
+    args = ["--kind", "patches", "--report", str(report), "--workers", "0"]
+    assert _prepare(manifest, root, cache, *args) == 2
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+    assert report.read_text() == "keep me"
+    assert not cache.exists()  # refused before any work
+    assert _prepare(manifest, root, cache, *args, "--overwrite") == 0
+    assert report.read_text().strip() == "row,patient_id,column,path,reason"
+    assert f"no row failed; wrote an empty report to {report}" in capsys.readouterr().out
+
+
+def test_prepare_images_cone_beam_is_a_separate_cache_entry(image_manifest, tmp_path, capsys):
+    import torch
+
+    from fracrisk.imaging.geometry import ConeBeam
+
+    manifest, root, df = image_manifest
+    cache = tmp_path / "cache"
+    common = ["--kind", "drr", "--size", "64", "64", "--workers", "0"]
+
+    def drr_files():
+        return sorted((cache / "drr").rglob("*.safetensors"))
+
+    assert _prepare(manifest, root, cache, *common, "--geometry", "parallel") == 0
+    parallel_files = drr_files()
+    assert len(parallel_files) == 6
+    cone = ["--geometry", "cone", "--sdd", "1100", "--sid", "700"]
+    assert _prepare(manifest, root, cache, *common, *cone) == 0
+    assert "(0 from cache, 6 images read, 6 rendered)" in capsys.readouterr().out
+    assert len(drr_files()) == 12 and set(parallel_files) < set(drr_files())
+
+    beam = ConeBeam(source_to_detector=1100, source_to_isocentre=700)
+    cone_data = _cached_dataset(
+        df, root, cache, "drr", size=(64, 64), render_options={"geometry": beam}
+    )
+    parallel_data = _cached_dataset(
+        df, root, cache, "drr", size=(64, 64), render_options={"geometry": "parallel"}
+    )
+    for data in (cone_data, parallel_data):
+        assert data.cache_info["loaded"] == 0 and data.cache_info["rendered"] == 0
+    assert not torch.allclose(cone_data[0][0], parallel_data[0][0])
+
+
+def test_prepare_images_patches_use_the_manifest_keypoints(image_manifest, tmp_path, capsys):
+    manifest, root, df = image_manifest
+    cache = tmp_path / "cache"
+    args = ["--kind", "patches", "--workers", "0"]
+    assert _prepare(manifest, root, cache, *args, "--keypoint-columns", "spine_keypoints") == 0
+    out = capsys.readouterr().out
+    assert "patches (5 x 64 x 64): 6 of 6 rows prepared" in out
+    assert "(0 from cache, 6 images read, 0 keypoints detected, 6 cut)" in out
+    # without the flag the simulator's keypoint column is found, giving the same entries
+    assert _prepare(manifest, root, cache, *args) == 0
+    assert "(6 from cache, 0 images read, 0 keypoints detected, 0 cut)" in capsys.readouterr().out
+    data = _cached_dataset(df, root, cache, "patches")
+    assert data.cache_info["from_cache"] == 6 and data.cache_info["loaded"] == 0
+
+
+def _drop_time(df):
+    return df.drop(columns=["time"])
+
+
+def _negative_time(df):
+    df = df.copy()
+    df.loc[1, "time"] = -1.0  # line 3 of the CSV
+    return df
+
+
+@pytest.mark.parametrize(
+    "edit, args, message",
+    [
+        pytest.param(
+            None,
+            ["--kind", "patches", "--geometry", "cone"],
+            "--geometry applies to --kind drr only",
+            id="geometry-for-patches",
+        ),
+        pytest.param(
+            None, ["--kind", "drr", "--sdd", "900"], "--sdd needs --geometry cone", id="sdd-alone"
+        ),
+        pytest.param(
+            None,
+            ["--kind", "drr", "--geometry", "cone", "--sdd", "800"],
+            "must be shorter than source_to_detector",
+            id="impossible-cone",
+        ),
+        pytest.param(
+            None,
+            ["--kind", "drr", "--keypoint-columns", "spine_keypoints"],
+            "--keypoint-columns applies to --kind patches only",
+            id="keypoints-for-drr",
+        ),
+        pytest.param(
+            None,
+            ["--kind", "drr", "--image-column", "ct"],
+            "image column 'ct' is not in",
+            id="no-image-column",
+        ),
+        pytest.param(
+            _drop_time,
+            ["--kind", "drr"],
+            "has no 'time' column",
+            id="no-outcome",
+        ),
+        pytest.param(
+            _negative_time,
+            ["--kind", "drr"],
+            "column 'time', row [3] (patient_id 'P000001'): follow-up time must be > 0 years",
+            id="bad-outcome",
+        ),
+    ],
+)
+def test_prepare_images_user_errors_exit_with_a_message(
+    image_manifest, tmp_path, capsys, edit, args, message
+):
+    manifest, root, df = image_manifest
+    if edit is not None:
+        manifest = tmp_path / "edited.csv"
+        edit(df).to_csv(manifest, index=False)
+    cache = tmp_path / "cache"
+    assert _prepare(manifest, root, cache, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fracrisk prepare-images: error: ") and message in err
+    assert "Traceback" not in err
+    assert not cache.exists()  # nothing was prepared

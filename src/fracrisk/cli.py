@@ -1,4 +1,22 @@
-"""The ``fracrisk`` command line: ``demo``, ``simulate``, ``frax``, ``train-keypoints``."""
+"""The ``fracrisk`` command line.
+
+Commands
+--------
+``demo``
+    Simulate a cohort, fit the baselines and the models, and write a report.
+``simulate``
+    Write a simulated cohort (Parquet manifest plus hip CTs and spine radiographs).
+``frax``
+    FRAX-style 10-year probabilities for a CSV of patients.
+``train-keypoints``
+    Train the spine keypoint detector on simulated radiographs.
+``prepare-images``
+    Fill the image cache of a cohort manifest (DRRs or L1-L5 patches) once, in parallel,
+    before training, and report the rows whose images could not be used.
+
+User errors (a missing or invalid file, an output that exists) end with a one-line message
+naming the problem (a validation error lists every problem) and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -219,6 +237,404 @@ def _run_train_keypoints(args: argparse.Namespace) -> int:
     return 0
 
 
+# Image path and keypoint columns that ImageCohortDataset uses by default (the simulator's).
+_PREPARE_IMAGE_COLUMNS = {"drr": "hip_ct_path", "patches": "spine_xray_path"}
+_PREPARE_KEYPOINTS = "spine_keypoints"
+#: Failed rows printed to the terminal; the --report file lists them all.
+_PREPARE_SHOWN_FAILURES = 5
+
+
+def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        metavar="FILE",
+        help="cohort table (CSV or Parquet): one row per patient with an image path column "
+        "and the outcome columns time (years) and event (0 censored, 1 fracture, 2 death)",
+    )
+    parser.add_argument(
+        "--kind",
+        required=True,
+        choices=["drr", "patches"],
+        help="drr: multi-view DRRs of a hip CT; patches: L1-L5 patches of a lateral spine "
+        "radiograph",
+    )
+    parser.add_argument(
+        "--cache",
+        required=True,
+        metavar="DIR",
+        help="cache directory, created if needed; entries are added, never replaced (pass "
+        "the same directory as cache_dir= when training)",
+    )
+    parser.add_argument(
+        "--image-column",
+        default=None,
+        metavar="COL",
+        help="column of image paths (default hip_ct_path for drr, spine_xray_path for patches)",
+    )
+    parser.add_argument(
+        "--image-root",
+        default=None,
+        metavar="DIR",
+        help="directory that relative image paths start from (default: the working directory)",
+    )
+    parser.add_argument(
+        "--time-column",
+        default=None,
+        metavar="COL",
+        help="follow-up column in years (default time, or the role saved with the table)",
+    )
+    parser.add_argument(
+        "--event-column",
+        default=None,
+        metavar="COL",
+        help="event code column (default event, or the role saved with the table)",
+    )
+    parser.add_argument(
+        "--geometry",
+        choices=["parallel", "cone"],
+        default=None,
+        help="DRR beam geometry (default: ImageCohortDataset's, a parallel beam; drr only)",
+    )
+    parser.add_argument(
+        "--sdd",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="cone beam source-to-detector distance in mm (default 1020; --geometry cone)",
+    )
+    parser.add_argument(
+        "--sid",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="cone beam source-to-isocentre distance in mm (default 850; --geometry cone)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="image size in pixels (default 224 224 for drr, 64 64 for patches)",
+    )
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        choices=["frontal", "lateral", "axial"],
+        default=None,
+        metavar="VIEW",
+        help="DRR views in channel order: frontal, lateral, axial (default all three; drr only)",
+    )
+    parser.add_argument(
+        "--keypoint-columns",
+        nargs="*",
+        default=None,
+        metavar="COL",
+        help="vertebral corners in the manifest: one column of 40 numbers (JSON) or 40 "
+        "numeric columns (default spine_keypoints if present); the flag alone always runs "
+        "the keypoint detector (patches only)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        metavar="N",
+        help="processes preparing images; 0 prepares them in this process (default: CPU "
+        "cores, at most 4)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a row whose image cannot be used: stop with an error (raise, the default) or "
+        "leave it out and list it (skip)",
+    )
+    parser.add_argument(
+        "--report",
+        default=None,
+        metavar="CSV",
+        help="write the failed rows (row, patient_id, column, path, reason) to this CSV",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --report file"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _prepare_render_options(args: argparse.Namespace) -> dict:
+    """Check the kind-specific options and build ``render_options`` (the beam geometry).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``prepare-images`` arguments.
+
+    Returns
+    -------
+    dict
+        ``{}`` without ``--geometry`` (the dataset's default, so that a training run that
+        does not name a geometry finds the same cache entries), else ``{"geometry": ...}``
+        with ``"parallel"`` or a :class:`~fracrisk.imaging.geometry.ConeBeam`.
+
+    Raises
+    ------
+    ValueError
+        DRR options given with ``--kind patches`` (or keypoint columns with ``drr``),
+        ``--sdd``/``--sid`` without ``--geometry cone``, or an impossible cone beam.
+    """
+    cone_options = [
+        flag for flag, value in (("--sdd", args.sdd), ("--sid", args.sid)) if value is not None
+    ]
+    if args.kind == "patches":
+        drr_only = [
+            flag
+            for flag, value in (
+                ("--geometry", args.geometry),
+                ("--sdd", args.sdd),
+                ("--sid", args.sid),
+                ("--views", args.views),
+            )
+            if value is not None
+        ]
+        if drr_only:
+            verb = "applies" if len(drr_only) == 1 else "apply"
+            raise ValueError(f"{', '.join(drr_only)} {verb} to --kind drr only, not to patches")
+        return {}
+    if args.keypoint_columns is not None:
+        raise ValueError("--keypoint-columns applies to --kind patches only, not to drr")
+    if cone_options and args.geometry != "cone":
+        verb = "needs" if len(cone_options) == 1 else "need"
+        raise ValueError(f"{' and '.join(cone_options)} {verb} --geometry cone")
+    if args.geometry is None:
+        return {}
+    if args.geometry == "parallel":
+        return {"geometry": "parallel"}
+    from fracrisk.imaging.geometry import ConeBeam
+
+    distances = {}
+    if args.sdd is not None:
+        distances["source_to_detector"] = args.sdd
+    if args.sid is not None:
+        distances["source_to_isocentre"] = args.sid
+    try:
+        beam = ConeBeam(**distances)
+    except ValueError as err:
+        given = ", ".join(
+            f"{flag} {value:g}"
+            for flag, value in (("--sdd", args.sdd), ("--sid", args.sid))
+            if value is not None
+        )
+        raise ValueError(f"invalid cone beam ({given}): {err}") from err
+    return {"geometry": beam}
+
+
+def _read_image_manifest(args: argparse.Namespace, image_column: str):
+    """The manifest's rows as a :class:`~fracrisk.data.Cohort` of the columns the images need.
+
+    Only the id, outcome, image path and keypoint columns are kept and validated: the
+    clinical columns play no part in the images (the training run validates them).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``prepare-images`` arguments.
+    image_column : str
+        The image path column.
+
+    Returns
+    -------
+    cohort : Cohort
+        Validated rows, labelled by CSV line number (header = line 1) when the manifest is
+        a plain CSV, else by the table's own index.
+    note : str or None
+        How rows are numbered, for error messages (None when they are the table's labels).
+
+    Raises
+    ------
+    ValueError
+        The outcome, image or keypoint columns are absent (naming them), or a value is
+        invalid (:class:`~fracrisk.exceptions.CohortValidationError`, naming each column,
+        row and reason).
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from fracrisk.data.cohort import Cohort, read_table
+
+    path = Path(args.manifest)
+    if path.is_dir():
+        raise ValueError(f"--manifest {str(path)!r} is a directory; give a CSV or Parquet file")
+    df, meta = read_table(path)
+    note = None
+    if meta is None and path.suffix.lower() == ".csv":
+        df.index = pd.RangeIndex(2, len(df) + 2, name="line")
+        note = f"rows are line numbers in {path}"
+    roles = (meta or {}).get("roles", {})
+    time_col = args.time_column or roles.get("time_col", "time")
+    event_col = args.event_column or roles.get("event_col", "event")
+    id_col = roles.get("id_col", "patient_id")
+    columns = ", ".join(map(str, df.columns))
+
+    absent = [c for c in (time_col, event_col) if c not in df.columns]
+    if absent:
+        raise ValueError(
+            f"{str(path)!r} has no {' or '.join(map(repr, absent))} column: the cache is "
+            "filled for ImageCohortDataset, which needs every patient's follow-up in years "
+            f"({time_col!r}) and event code ({event_col!r}: 0 censored, 1 fracture, 2 death) "
+            "even though the images do not depend on them, and fracrisk does not invent "
+            "outcomes; add them, or name yours with --time-column/--event-column (the table "
+            f"has: {columns})"
+        )
+    if image_column not in df.columns:
+        paths = [str(c) for c in df.columns if str(c).endswith("_path")]
+        hint = f"; path-like columns: {', '.join(paths)}" if paths else ""
+        raise ValueError(
+            f"image column {image_column!r} is not in {str(path)!r}; name it with "
+            f"--image-column (the table has: {columns}){hint}"
+        )
+    keypoints: list[str] = []
+    if args.kind == "patches":
+        if args.keypoint_columns is None:
+            keypoints = [_PREPARE_KEYPOINTS] if _PREPARE_KEYPOINTS in df.columns else []
+        else:
+            keypoints = list(args.keypoint_columns)
+            missing = [c for c in keypoints if c not in df.columns]
+            if missing:
+                raise ValueError(
+                    f"keypoint column(s) {', '.join(map(repr, missing))} are not in "
+                    f"{str(path)!r} (the table has: {columns})"
+                )
+    id_col = id_col if id_col in df.columns else None
+    used = list(dict.fromkeys([*([id_col] if id_col else []), time_col, event_col]))
+    used = list(dict.fromkeys([*used, image_column, *keypoints]))
+    try:
+        cohort = Cohort(
+            df[used], time_col=time_col, event_col=event_col, id_col=id_col, source=str(path)
+        )
+    except ValueError as err:
+        raise ValueError(_with_note(str(err), note)) from err
+    return cohort, note
+
+
+def _with_note(message: str, note: str | None) -> str:
+    """``message`` in command-line terms, with how rows are numbered if it names rows."""
+    message = message.replace("on_error='skip'", "--on-error skip")
+    if note is None or "row" not in message:
+        return message
+    return f"{message}\n({note})" if "\n" in message else f"{message} ({note})"
+
+
+def _is_left_out_warning(warning: warnings.WarningMessage) -> bool:
+    # The dataset's summary warning; the command prints the failed rows itself.
+    return "rows left out of the" in str(warning.message)
+
+
+@_command("prepare-images", _prepare_images_arguments)
+def _run_prepare_images(args: argparse.Namespace) -> int:
+    """Fill the image cache (DRRs or L1-L5 patches) of a cohort manifest before training."""
+    import time
+    from pathlib import Path
+
+    from fracrisk._io import atomic_path
+    from fracrisk.data.image_dataset import ImageCohortDataset, failure_table
+    from fracrisk.exceptions import NoUsableImagesError
+
+    command = "fracrisk prepare-images"
+    # Every check that needs no image runs before the (possibly long) preparation.
+    render_options = _prepare_render_options(args)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more, got {args.workers}")
+    if args.size is not None and min(args.size) < 1:
+        raise ValueError(f"--size must be two positive integers H W, got {args.size}")
+    cache = Path(args.cache)
+    if cache.exists() and not cache.is_dir():
+        raise ValueError(f"--cache {str(cache)!r} is a file; give a directory")
+    image_root = None if args.image_root is None else Path(args.image_root)
+    if image_root is not None and not image_root.is_dir():
+        raise FileNotFoundError(f"--image-root {str(image_root)!r} is not a directory")
+    report = None if args.report is None else Path(args.report)
+    if report is not None:
+        if report.is_dir():
+            raise ValueError(f"--report {str(report)!r} is a directory; give a CSV file name")
+        if report.exists() and not args.overwrite:
+            raise FileExistsError(f"{str(report)!r} exists; pass --overwrite to replace it")
+    image_column = args.image_column or _PREPARE_IMAGE_COLUMNS[args.kind]
+    cohort, note = _read_image_manifest(args, image_column)
+
+    options: dict = {"image_column": image_column}
+    if args.size is not None:
+        options["size"] = tuple(args.size)
+    if args.kind == "drr":
+        options["render_options"] = render_options
+        if args.views is not None:
+            options["views"] = tuple(args.views)
+    elif args.keypoint_columns is not None:
+        options["keypoint_columns"] = tuple(args.keypoint_columns)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            dataset = ImageCohortDataset(
+                cohort,
+                args.kind,
+                covariates=[],  # images only: the covariates are the training run's business
+                cache_dir=cache,
+                image_root=image_root,
+                on_error=args.on_error,
+                prepare_workers=args.workers,
+                progress=not args.no_progress,
+                **options,
+            )
+        except ValueError as err:
+            for warning in caught:
+                print(f"{command}: warning: {warning.message}", file=sys.stderr)
+            message = str(err)
+            if isinstance(err, NoUsableImagesError) and report is not None:
+                with atomic_path(report) as tmp:
+                    failure_table(err.failures).to_csv(tmp, index=False)
+                message += f"; every failed row is listed in {report}"
+            raise ValueError(_with_note(message, note)) from err
+    seconds = time.perf_counter() - start
+    for warning in caught:
+        if not _is_left_out_warning(warning):
+            print(f"{command}: warning: {warning.message}", file=sys.stderr)
+
+    failures = dataset.failures
+    for failure in failures[:_PREPARE_SHOWN_FAILURES]:
+        print(f"{command}: failed: {failure.describe()}", file=sys.stderr)
+    if report is not None:
+        with atomic_path(report) as tmp:
+            dataset.failure_report().to_csv(tmp, index=False)
+
+    info = dataset.cache_info
+    made = (
+        f"{info['rendered']} rendered"
+        if args.kind == "drr"
+        else f"{info['detected']} keypoints detected, {info['cut']} cut"
+    )
+    made = f"{info['loaded']} images read, {made}"
+    prepared = info["rows"] - len(failures)
+    rate = prepared / seconds if seconds > 0 else float("inf")
+    shape = " x ".join(map(str, dataset.image_shape))
+    print(
+        f"{args.kind} ({shape}): {prepared} of {info['rows']} rows prepared "
+        f"({info['from_cache']} from cache, {made}), {len(failures)} failed; "
+        f"{seconds:.2f} s, {rate:.1f} images/s; cache {cache}"
+    )
+    if failures:
+        where = (
+            f"listed in {report}" if report is not None else "pass --report FILE to list them all"
+        )
+        print(f"{len(failures)} row(s) failed and were left out: {where}")
+    elif report is not None:
+        print(f"no row failed; wrote an empty report to {report}")
+    if note is not None and (failures or report is not None):
+        print(f"({note})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fracrisk`` command."""
     parser = argparse.ArgumentParser(prog="fracrisk", description="Survival-based fracture risk.")
@@ -228,6 +644,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command][1](args)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
+    except (
+        FileExistsError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+        ValueError,
+    ) as err:
         print(f"fracrisk {args.command}: error: {err}", file=sys.stderr)
         return 2

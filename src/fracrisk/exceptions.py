@@ -14,6 +14,7 @@ __all__ = [
     "DataWarning",
     "FracriskWarning",
     "NoComparablePairsError",
+    "NoUsableImagesError",
     "NotFittedError",
     "ValidationProblem",
 ]
@@ -29,6 +30,14 @@ class DataWarning(FracriskWarning):
 
 class NoComparablePairsError(ValueError):
     """No pair of patients can be compared (e.g. every patient is censored)."""
+
+
+class NoUsableImagesError(ValueError):
+    """Every row of an image dataset failed; ``failures`` lists each row and why."""
+
+    def __init__(self, message: str, failures: list) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
 
 
 class NotFittedError(ValueError, AttributeError):

@@ -214,6 +214,19 @@ def test_a_cone_beam_geometry_renders_cone_beam_views_and_keys_the_cache(sim, tm
     assert parallel.cache_info["rendered"] == N
 
 
+def test_the_default_geometry_and_its_name_share_the_cache(sim, tmp_path):
+    ImageCohortDataset(sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32))
+    named = ImageCohortDataset(
+        sim,
+        "drr",
+        cache_dir=tmp_path,
+        covariates=[],
+        size=(32, 32),
+        render_options={"geometry": "parallel"},
+    )
+    assert named.cache_info["from_cache"] == N and named.cache_info["loaded"] == 0
+
+
 def test_stat_identity_also_hits_the_cache(sim, tmp_path):
     kwargs = {"cache_dir": tmp_path, "covariates": [], "file_identity": "stat", "size": (32, 32)}
     first = ImageCohortDataset(sim, "drr", **kwargs)

@@ -80,10 +80,11 @@ import fracrisk.imaging.io as _io
 import fracrisk.imaging.keypoints as _keypoints
 from fracrisk._io import atomic_path
 from fracrisk.data.cohort import Cohort, as_cohort
-from fracrisk.exceptions import DataWarning, NotFittedError
+from fracrisk.exceptions import DataWarning, NotFittedError, NoUsableImagesError
 from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import _check_size as _check_image_size
 from fracrisk.imaging.drr import _check_views, _check_window, render_drr
+from fracrisk.imaging.geometry import resolve_geometry
 from fracrisk.imaging.io import ImageReadError
 from fracrisk.imaging.patches import TRANSFORMS as _PATCH_MAPPINGS
 from fracrisk.imaging.patches import vertebral_patches
@@ -91,7 +92,7 @@ from fracrisk.imaging.transforms import IMAGE_KINDS, Compose, RandomTransform
 from fracrisk.imaging.transforms import default_eval_transform as _default_eval_transform
 from fracrisk.preprocessing import TabularPreprocessor
 
-__all__ = ["ImageCohortDataset", "ImageFailure"]
+__all__ = ["ImageCohortDataset", "ImageFailure", "failure_table"]
 
 _FORMAT = "fracrisk-image-dataset/1"
 #: Image path columns written by :func:`fracrisk.simulate.cohort`, by kind.
@@ -136,6 +137,17 @@ class ImageFailure:
             f"patient_id {self.patient_id!r} (row {self.row!r}), column {self.column!r}, "
             f"file {self.path}: {self.reason}"
         )
+
+
+def failure_table(failures: Sequence[ImageFailure]) -> pd.DataFrame:
+    """Failed rows as a table: ``row``, ``patient_id``, ``column``, ``path``, ``reason``.
+
+    What :meth:`ImageCohortDataset.failure_report` gives, and what to write when every row
+    failed (:class:`~fracrisk.exceptions.NoUsableImagesError` carries the failures).
+    """
+    return pd.DataFrame(
+        [vars(f) for f in failures], columns=["row", "patient_id", "column", "path", "reason"]
+    )
 
 
 @dataclass
@@ -245,15 +257,13 @@ def _json_plain(value):
 
 
 def _key_options(options: dict) -> dict:
-    """Render options as JSON, a geometry given by name or object in one canonical form."""
-    plain = dict(options)
-    if "geometry" in plain:
-        try:
-            from fracrisk.imaging.geometry import resolve_geometry
+    """Render options as JSON, the geometry (default parallel) in one canonical form.
 
-            plain["geometry"] = resolve_geometry(plain["geometry"]).to_dict()
-        except (ImportError, AttributeError, TypeError, ValueError):
-            pass  # keyed as given
+    A name, an object and its dict, or no geometry at all for the default, render the same
+    images, so they share a key (as in :func:`~fracrisk.imaging.drr_cache_key`).
+    """
+    plain = dict(options)
+    plain["geometry"] = resolve_geometry(plain.get("geometry", "parallel")).to_dict()
     return _json_plain(plain)
 
 
@@ -648,8 +658,10 @@ class ImageCohortDataset(Dataset):
                 stacklevel=2,
             )
         if not kept:
-            raise ValueError(
-                f"no usable row: all {n} rows of the cohort failed; see the warning above"
+            raise NoUsableImagesError(
+                f"no usable row: all {n} rows of the cohort failed; see the warning above and "
+                "the error's .failures",
+                self.failures,
             )
         self._positions = np.asarray(kept, dtype=np.int64)
         self.time = self._time_all[self._positions]
@@ -989,10 +1001,7 @@ class ImageCohortDataset(Dataset):
 
     def failure_report(self) -> pd.DataFrame:
         """The rows left out: columns ``row``, ``patient_id``, ``column``, ``path``, ``reason``."""
-        return pd.DataFrame(
-            [vars(f) for f in self.failures],
-            columns=["row", "patient_id", "column", "path", "reason"],
-        )
+        return failure_table(self.failures)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
