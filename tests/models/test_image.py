@@ -16,7 +16,12 @@ from fracrisk.metrics import harrell_c
 from fracrisk.testing import assert_valid_survival
 
 N = 160
-ENCODER = {"backbone": "resnet10t", "shared_backbone": True, "pooling": "mean"}
+ENCODER = {
+    "backbone": "resnet10t",
+    "backbone_kwargs": {"output_stride": 8},  # 4 x 4 feature maps of 32 x 32 DRRs (Grad-CAM)
+    "shared_backbone": True,
+    "pooling": "mean",
+}
 FAST = {
     "encoder_kwargs": ENCODER,
     "head_kwargs": {"hidden": [16], "dropout": 0.0},
@@ -101,6 +106,21 @@ def test_the_model_learns_the_hazard_from_the_images(fitted):
     print(f"held-out Harrell C: model {c_model:.3f}, true latent z {c_truth:.3f}")
     assert c_model > 0.7
     assert c_model > c_truth - 0.1
+
+
+def test_grad_cam_of_the_highest_and_lowest_risk_patients(fitted):
+    """Against the average test patient, the highest-risk patients have something that raises
+    their hazard (maps scaled to a peak of 1); the lowest-risk have less of it."""
+    model, _, test, _ = fitted
+    order = np.argsort(-model.predict_score(test))
+    images, maps = model.grad_cam(test, positions=order[:6])
+    assert images.shape == maps.shape == (6, 3, 32, 32)
+    assert float(maps.min()) >= 0.0
+    torch.testing.assert_close(maps.amax(dim=(1, 2, 3)), torch.ones(6))
+    signed_high = model.grad_cam(test, positions=order[:6])[1]
+    assert torch.equal(signed_high, maps)  # deterministic
+    _, low = model.grad_cam(test, positions=order[-6:])
+    assert float(low.mean()) < float(maps.mean())
 
 
 def test_absolute_curves_and_risk(fitted):

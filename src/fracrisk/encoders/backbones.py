@@ -58,6 +58,9 @@ class ImageBackbone(nn.Module):
         super().__init__()
         self.model = model
         self.name = name
+        #: While a list, every forward appends its spatial feature map (n, C, h, w) before
+        #: pooling (set by :func:`fracrisk.explain.grad_cam`); None otherwise.
+        self.captured_maps: list[torch.Tensor] | None = None
         self.in_chans = in_chans
         size = getattr(model, "head_hidden_size", None) or model.num_features
         self.num_features = int(size)
@@ -74,7 +77,10 @@ class ImageBackbone(nn.Module):
         -------
         torch.Tensor, shape = (n, num_features)
         """
-        return self.model(x)
+        features = self.model.forward_features(x)
+        if self.captured_maps is not None:  # fracrisk.explain.grad_cam is listening
+            self.captured_maps.append(features)
+        return self.model.forward_head(features)
 
 
 def create_backbone(

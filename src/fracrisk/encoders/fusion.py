@@ -17,7 +17,20 @@ from torch import nn
 
 from fracrisk.heads import create_head
 
-__all__ = ["FusionSurvivalNet"]
+__all__ = ["FusionSurvivalNet", "encoder_arguments"]
+
+
+def encoder_arguments(images) -> tuple[tuple, dict]:
+    """How ``images`` are passed to an encoder: ``(args, kwargs)``.
+
+    A tensor is one argument, a tuple or list is unpacked (e.g. ``(patches, mask)``), a
+    mapping is passed as keywords.
+    """
+    if isinstance(images, Mapping):
+        return (), dict(images)
+    if isinstance(images, (tuple, list)):
+        return tuple(images), {}
+    return (images,), {}
 
 
 class FusionSurvivalNet(nn.Module):
@@ -106,11 +119,8 @@ class FusionSurvivalNet(nn.Module):
 
     def encode_images(self, images) -> torch.Tensor:
         """Image embedding, shape (batch, image_features); see Notes for ``images``."""
-        if isinstance(images, Mapping):
-            return self.encoder(**images)
-        if isinstance(images, (tuple, list)):
-            return self.encoder(*images)
-        return self.encoder(images)
+        args, kwargs = encoder_arguments(images)
+        return self.encoder(*args, **kwargs)
 
     def forward_features(self, images, covariates: torch.Tensor | None = None) -> torch.Tensor:
         """Fused features :math:`u`, the input of the head.

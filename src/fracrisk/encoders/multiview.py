@@ -131,6 +131,26 @@ class MultiViewDRREncoder(nn.Module):
             return self.branches[0](x.reshape(b * v, 1, h, w)).reshape(b, v, -1)
         return torch.stack([branch(x[:, i : i + 1]) for i, branch in enumerate(self.branches)], 1)
 
+    def arrange_feature_maps(self, maps: list[torch.Tensor], views: torch.Tensor) -> torch.Tensor:
+        """Spatial feature maps per view, from the backbones' maps of one ``forward(views)``.
+
+        Parameters
+        ----------
+        maps : list of torch.Tensor
+            What the branches captured, in call order (see
+            :attr:`~fracrisk.encoders.backbones.ImageBackbone.captured_maps`).
+        views : torch.Tensor, shape = (batch, V, H, W)
+            The input of that forward.
+
+        Returns
+        -------
+        torch.Tensor, shape = (batch, V, C, h, w)
+        """
+        b, v = views.shape[:2]
+        if self.shared_backbone:
+            return maps[0].reshape(b, v, *maps[0].shape[1:])
+        return torch.stack(maps, 1)
+
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         """Embedding of the views.
 

@@ -235,6 +235,31 @@ class VertebralPatchEncoder(nn.Module):
             )
         return self._attention(*self._features(patches, mask))
 
+    def arrange_feature_maps(
+        self, maps: list[torch.Tensor], patches: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Spatial feature maps per vertebra, from the backbone's map of one forward.
+
+        Parameters
+        ----------
+        maps : list of torch.Tensor
+            What the backbone captured during ``forward(patches, mask)`` (one map of the
+            present patches, see
+            :attr:`~fracrisk.encoders.backbones.ImageBackbone.captured_maps`).
+        patches, mask
+            The input of that forward.
+
+        Returns
+        -------
+        torch.Tensor, shape = (batch, K, C, h, w)
+            Zero for missing vertebrae.
+        """
+        b, k = patches.shape[:2]
+        present = _check_mask(mask, b, k, patches.device)
+        out = maps[0].new_zeros(b, k, *maps[0].shape[1:])
+        out[present] = maps[0]
+        return out
+
     def forward(self, patches: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding of the vertebral patches.
 

@@ -396,6 +396,53 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         surv = self.baseline_hazard_.survival(eta.to_numpy(), times)
         return pd.DataFrame(surv, index=eta.index, columns=pd.Index(times, name="time (years)"))
 
+    def grad_cam(
+        self,
+        data: ImageCohortDataset,
+        positions: Sequence[int] | None = None,
+        *,
+        reference: ImageCohortDataset | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grad-CAM maps of the log hazard for some patients of a dataset.
+
+        Parameters
+        ----------
+        data : ImageCohortDataset
+            Patients, built with the training preprocessing; read without augmentation.
+        positions : sequence of int, optional
+            Item positions in ``data`` (default: all; mind the memory for large datasets).
+        reference : ImageCohortDataset, optional
+            Patients whose average feature maps are the reference (see
+            :mod:`fracrisk.explain`): the map shows what raises the hazard compared with them.
+            Default: all of ``data``.
+
+        Returns
+        -------
+        images, maps : torch.Tensor, shape (n, n_items, H, W)
+            The images and their maps (:func:`fracrisk.explain.grad_cam`: in [0, 1], scaled per
+            patient). ``fracrisk.explain.plot_grad_cam(images, maps)`` draws them.
+        """
+        from fracrisk.explain import grad_cam, mean_feature_maps
+
+        self._check_fitted()
+        self._check_compatible(data)
+        reference = data if reference is None else reference
+        self._check_compatible(reference, "reference")
+        device = resolve_device(self.device)
+        network = self.network_.to(device)
+        reference_maps = mean_feature_maps(
+            network, self._loader(_without_augmentation(reference), shuffle=False)
+        )
+        view = _without_augmentation(data)
+        positions = range(len(view)) if positions is None else positions
+        items = [view[int(p)] for p in positions]
+        if not items:
+            raise ValueError("positions must name at least one patient")
+        images = torch.stack([item[0] for item in items])
+        covariates = torch.stack([item[1] for item in items])
+        maps = grad_cam(network, images.to(device), covariates.to(device), reference=reference_maps)
+        return images, maps.cpu()
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Save to a directory: ``config.json`` plus ``weights.safetensors`` (no pickle).
