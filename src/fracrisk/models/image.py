@@ -146,13 +146,14 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
 
     Examples
     --------
-    >>> from fracrisk.data import ImageCohortDataset   # doctest: +SKIP
-    >>> train = ImageCohortDataset(cohort_train, "patches", cache_dir="cache",
-    ...                            transform=default_train_transform("patches"))
-    >>> model = ImageSurvivalModel("vertebral_patches").fit(train)
-    >>> test = ImageCohortDataset(cohort_test, "patches", cache_dir="cache",
-    ...                           preprocessor=model.preprocessor_)
-    >>> model.predict_survival(test, times=[1, 3, 5])  # patients x years
+    .. code-block:: python
+
+        train = ImageCohortDataset(cohort_train, "patches", cache_dir="cache",
+                                   transform=default_train_transform("patches"))
+        model = ImageSurvivalModel("vertebral_patches").fit(train)
+        test = ImageCohortDataset(cohort_test, "patches", cache_dir="cache",
+                                  preprocessor=model.preprocessor_)
+        model.predict_survival(test, times=[1, 3, 5])  # patients x years
     """
 
     _params = (
