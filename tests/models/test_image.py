@@ -174,6 +174,16 @@ def test_datasets_must_match_the_training_images_and_covariates(fitted, cohort, 
     )
     with pytest.raises(ValueError, match="does not match the training images"):
         model.predict_survival(other_size)
+    cone = ImageCohortDataset(
+        df.iloc[:8],
+        "drr",
+        covariates=["age"],
+        preprocessor=train.preprocessor,
+        size=(32, 32),
+        render_options={"geometry": "cone"},
+    )
+    with pytest.raises(ValueError, match="'type': 'cone'"):
+        model.predict_score(cone)
     own_preprocessing = ImageCohortDataset(df.iloc[:8], "drr", covariates=["age"], size=(32, 32))
     with pytest.raises(ValueError, match="preprocessor=model.preprocessor_"):
         model.predict_log_hazard(own_preprocessing)

@@ -999,6 +999,29 @@ class ImageCohortDataset(Dataset):
         channels = len(self.views) if self.kind == "drr" else 5
         return (channels, *self.size)
 
+    @property
+    def image_options(self) -> dict:
+        """What decides the images, as plain JSON values: kind, item shape and options.
+
+        Models trained on this dataset keep it, so that a dataset built later for prediction
+        can be checked to give the same kind of images (geometry, window, patch margin, ...).
+        """
+        options = {"kind": self.kind, "image_shape": list(self.image_shape)}
+        if self.kind == "drr":
+            options.update(
+                views=list(self.views),
+                window=None if self.window is None else list(self.window),
+                ct_spacing=self.ct_spacing,
+                render_options=_key_options(self.render_options),
+            )
+        else:
+            options.update(
+                margin=self.margin,
+                patch_mapping=self.patch_mapping,
+                radiograph_normalisation=self.radiograph_normalisation,
+            )
+        return json.loads(json.dumps(options))
+
     def failure_report(self) -> pd.DataFrame:
         """The rows left out: columns ``row``, ``patient_id``, ``column``, ``path``, ``reason``."""
         return failure_table(self.failures)

@@ -141,7 +141,8 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         The covariate preprocessing of the training dataset; prediction datasets must use
         the same one (``ImageCohortDataset(..., preprocessor=model.preprocessor_)``).
     image_config_ : dict
-        Kind, item shape and image options of the training dataset, checked at prediction.
+        The training dataset's :attr:`~fracrisk.data.ImageCohortDataset.image_options` (kind,
+        item shape, views, geometry, window, patch options), checked at prediction.
     history_ : TrainingHistory
 
     Examples
@@ -237,10 +238,7 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
 
     @staticmethod
     def _image_config(data: ImageCohortDataset) -> dict:
-        config = {"kind": data.kind, "image_shape": list(data.image_shape)}
-        if data.kind == "drr":
-            config["views"] = list(data.views)
-        return config
+        return data.image_options
 
     def _loader(self, data, *, shuffle: bool, drop_last: bool = False) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
