@@ -33,3 +33,12 @@ def test_drr_geometry_figure_is_saved(tmp_path):
     namespace = runpy.run_path(str(EXAMPLES / "drr_geometry.py"))
     namespace["make_figure"](str(tmp_path / "drr.png"))
     assert (tmp_path / "drr.png").stat().st_size > 50_000
+
+
+def test_image_model_example_runs(tmp_path, capsys):
+    namespace = runpy.run_path(str(EXAMPLES / "image_model.py"))
+    path = namespace["main"](n=200, epochs=1, out=str(tmp_path / "cam.png"))
+    out = capsys.readouterr().out
+    assert "held-out Harrell C" in out
+    assert (tmp_path / "cam.png").stat().st_size > 30_000
+    assert (tmp_path / "cam_curves.png").stat().st_size > 10_000 and path.endswith("cam.png")
