@@ -50,6 +50,10 @@ class FraxStyleRefit:
         gradients of risk (hazard ratios with CIs).
     covariates_ : list of str
         The design's columns, including ``age_x_t_score`` = (age - 65) x T-score.
+    constant_dropped_ : list of str
+        Risk factors left out because every training patient has the same value (e.g.
+        ``prior_fracture`` in a cohort recruited after a fracture): their effect cannot be
+        estimated and is absorbed in the baseline hazards.
     """
 
     def __init__(
@@ -91,6 +95,12 @@ class FraxStyleRefit:
         """Fit the fracture (code 1, or hip) and death (code 2) cause-specific hazard models."""
         cohort = as_cohort(data)
         design = self._design(cohort.df)
+        # A risk factor every training patient shares (e.g. prior_fracture after a hip
+        # fracture, preset kim2024) has no gradient to fit: its effect is in the baseline.
+        self.constant_dropped_ = [
+            c for c in BINARY_RISK_FACTORS if c in design.columns and design[c].nunique() < 2
+        ]
+        design = design.drop(columns=self.constant_dropped_)
         self.covariates_ = list(design.columns)
         if not np.any(cohort.event == 2):
             raise ValueError(
