@@ -53,8 +53,12 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "study, sizes",
     [
-        pytest.param("kong2022", ("--n", "400", "--extra-n", "300"), id="kong2022"),
-        pytest.param("kim2024", ("--n", "240", "--extra-n", "160"), id="kim2024"),
+        pytest.param(
+            "kong2022", ("--n", "400", "--extra-n", "300", "--image-size", "32"), id="kong2022"
+        ),
+        pytest.param(
+            "kim2024", ("--n", "240", "--extra-n", "160", "--image-size", "32"), id="kim2024"
+        ),
     ],
 )
 def test_quick_reproduction_writes_report_with_finite_c(tmp_path, study, sizes):

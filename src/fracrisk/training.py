@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -73,6 +73,11 @@ class TrainingConfig:
     device: str = "auto"
     mixed_precision: bool | str = "auto"
     progress: bool = False
+
+    @classmethod
+    def from_estimator(cls, estimator) -> TrainingConfig:
+        """The settings an estimator holds as attributes of the same names."""
+        return cls(**{f.name: getattr(estimator, f.name) for f in fields(cls)})
 
 
 @dataclass

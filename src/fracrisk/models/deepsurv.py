@@ -158,16 +158,7 @@ class DeepSurv(SurvivalEstimator):
         val_loader = (
             None if val_rows is None else self._loader(x, time, event, val_rows, shuffle=False)
         )
-        config = TrainingConfig(
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            ties=self.ties,
-            device=self.device,
-            mixed_precision=self.mixed_precision,
-            progress=self.progress,
-        )
+        config = TrainingConfig.from_estimator(self)
         self.history_: TrainingHistory = train_cox_network(
             self.network_, train_loader, val_loader, config
         )

@@ -297,16 +297,7 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
             data, self._loader(Subset(data, train_rows.tolist()), shuffle=True, drop_last=drop_last)
         )
         val_loader = None if val_data is None else self._loader(val_data, shuffle=False)
-        config = TrainingConfig(
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            max_epochs=self.max_epochs,
-            patience=self.patience,
-            ties=self.ties,
-            device=self.device,
-            mixed_precision=self.mixed_precision,
-            progress=self.progress,
-        )
+        config = TrainingConfig.from_estimator(self)
         with torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is untouched
             torch.manual_seed(self.seed)
             self.network_ = self._build_network(self.image_config_, len(self.covariate_names_))
