@@ -293,17 +293,8 @@ class _Oracle:
         return pd.Series(data.truth[column].to_numpy(), index=data.ids)
 
 
-_RISK_KIND = {
-    _IMG_CLIN: "cause-specific (death censored)",
-    _IMG_ONLY: "cause-specific (death censored)",
-    _COX: "cause-specific (death censored)",
-    _DEEP: "cause-specific (death censored)",
-    _CALC: "absolute, death competing (UK FRAX, MOF)",
-    _CALC_BMD: "absolute, death competing (UK FRAX, MOF)",
-    _REFIT: "absolute, death competing",
-    _REFIT_BMD: "absolute, death competing",
-    _ORACLE: "true absolute risk, death competing",
-}
+#: What the oracle's risk is; every model states its own (``model.risk_label``).
+_ORACLE_RISK = "true absolute risk (death competing)"
 
 
 def _ci(result) -> dict:
@@ -351,7 +342,7 @@ def _evaluate(
         scores[name] = score
         risk = np.asarray(model.predict_risk(test, args.horizon), dtype=np.float64)
         risks[name] = risk
-        row: dict = {"model": name, "risk": _RISK_KIND.get(name, "")}
+        row: dict = {"model": name, "risk": getattr(model, "risk_label", _ORACLE_RISK)}
         harrell, why = _safe(bootstrap, harrell_c, t, e, score, n=args.n_boot, seed=args.seed)
         row["harrell"] = _ci(harrell) if harrell else {"estimate": float("nan"), "why": why}
         uno, why = _safe(

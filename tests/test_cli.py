@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from fracrisk.cli import main
 
@@ -170,7 +171,7 @@ def test_train_keypoints_writes_a_loadable_detector(tmp_path, capsys):
         "8",
         "--epochs",
         "1",
-        "--device",
+        "--accelerator",
         "cpu",
         "--no-progress",
     ]
@@ -180,6 +181,15 @@ def test_train_keypoints_writes_a_loadable_detector(tmp_path, capsys):
     assert detect_keypoints(model, np.zeros((176, 96), dtype=np.float32)).shape == (5, 4, 2)
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_train_keypoints_on_an_absent_gpu_is_a_one_line_error(tmp_path, capsys):
+    args = ["train-keypoints", "--out", str(tmp_path / "kp"), "--n", "1", "--epochs", "1"]
+    assert main([*args, "--accelerator", "gpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train-keypoints: error: accelerator='gpu' asks for a GPU" in err
+    assert not list(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------- prepare-images
@@ -430,3 +440,184 @@ def test_prepare_images_user_errors_exit_with_a_message(
     assert err.startswith("fracrisk prepare-images: error: ") and message in err
     assert "Traceback" not in err
     assert not cache.exists()  # nothing was prepared
+
+
+# ------------------------------------------------------------------ prepare-images --shard
+
+
+def _cache_files(cache):
+    """Every file under the cache, by relative path, with its bytes."""
+    return {
+        p.relative_to(cache).as_posix(): p.read_bytes() for p in cache.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "kind_options",
+    [
+        pytest.param(["--kind", "drr", "--size", "32", "32", "--views", "frontal"], id="drr"),
+        pytest.param(["--kind", "patches", "--size", "16", "16"], id="patches"),
+    ],
+)
+def test_prepare_images_shards_fill_the_same_cache_as_one_run(
+    image_manifest, tmp_path, capsys, kind_options
+):
+    manifest, root, _ = image_manifest
+    common = [*kind_options, "--workers", "0"]
+    whole = tmp_path / "whole"
+    assert _prepare(manifest, root, whole, *common) == 0
+    capsys.readouterr()
+    sharded = tmp_path / "sharded"
+    for i in range(3):
+        assert _prepare(manifest, root, sharded, *common, "--shard", f"{i}/3") == 0
+        out = capsys.readouterr().out
+        # rows at positions p with p % 3 == i: 2 of the 6
+        assert f"shard {i}/3 (2 of the manifest's 6 rows: positions p with p % 3 == {i})" in out
+        assert ": 2 of 2 rows prepared (0 from cache" in out
+    expected = _cache_files(whole)
+    assert expected and _cache_files(sharded) == expected  # same files, same bytes
+    assert not [name for name in expected if name.split("/")[-1].startswith(".")]
+    # a shard over the filled cache finds all of its rows there
+    assert _prepare(manifest, root, sharded, *common, "--shard", "1/3") == 0
+    assert "2 of 2 rows prepared (2 from cache, 0 images read" in capsys.readouterr().out
+
+
+def test_prepare_images_report_says_which_shard_it_covered(image_manifest, tmp_path, capsys):
+    import pandas as pd
+
+    manifest, root, df = image_manifest
+    bad_file = tmp_path / "P000002_hip_ct.nii.gz"
+    bad_file.write_bytes(b"this is not a CT" * 64)
+    df = df.copy()
+    df.loc[2, "hip_ct_path"] = str(bad_file)  # position 2 (line 4): shard 2/3 of 3
+    bad_manifest = tmp_path / "bad.csv"
+    df.to_csv(bad_manifest, index=False)
+    common = ["--kind", "drr", "--size", "32", "32", "--views", "frontal", "--workers", "0"]
+    skip = [*common, "--on-error", "skip"]
+
+    report = tmp_path / "shard2.csv"
+    assert (
+        _prepare(
+            bad_manifest, root, tmp_path / "c", *skip, "--shard", "2/3", "--report", str(report)
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "1 of 2 rows prepared" in out and "1 row(s) of shard 2/3 failed" in out
+    failures = pd.read_csv(report)
+    assert list(failures.columns) == ["shard", "row", "patient_id", "column", "path", "reason"]
+    assert failures[["shard", "row", "patient_id"]].values.tolist() == [["2/3", 4, "P000002"]]
+
+    empty = tmp_path / "shard0.csv"
+    assert (
+        _prepare(
+            bad_manifest, root, tmp_path / "c", *skip, "--shard", "0/3", "--report", str(empty)
+        )
+        == 0
+    )
+    assert (
+        f"no row of shard 0/3 failed; wrote an empty report to {empty}" in capsys.readouterr().out
+    )
+    assert empty.read_text().strip() == "shard,row,patient_id,column,path,reason"
+
+    assert _prepare(bad_manifest, root, tmp_path / "c", *common, "--shard", "2/3") == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {bad_file}" in err and "[shard 2/3]" in err
+
+
+def test_prepare_images_a_shard_past_the_last_row_has_nothing_to_do(
+    image_manifest, tmp_path, capsys
+):
+    manifest, root, _ = image_manifest
+    report = tmp_path / "r.csv"
+    args = ["--kind", "patches", "--shard", "7/8", "--report", str(report), "--workers", "0"]
+    assert _prepare(manifest, root, tmp_path / "cache", *args) == 0
+    out = capsys.readouterr().out
+    assert "shard 7/8 (0 of the manifest's 6 rows" in out and "no row to prepare" in out
+    assert report.read_text().strip() == "shard,row,patient_id,column,path,reason"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        pytest.param("3/2", "shard 3 does not exist in 2 shard(s): I runs from 0 to 1", id="3/2"),
+        pytest.param("2/2", "shard 2 does not exist in 2 shard(s)", id="2/2"),
+        pytest.param("x", "expected I/N, shard I of N counted from 0", id="x"),
+        pytest.param("0/0", "the number of shards N must be at least 1", id="0/0"),
+        pytest.param("1", "expected I/N", id="no-slash"),
+        pytest.param("-1/3", "expected I/N", id="negative"),
+        pytest.param("1/2/3", "expected I/N", id="three-parts"),
+        pytest.param("1.0/2", "expected I/N", id="float"),
+    ],
+)
+def test_prepare_images_rejects_a_bad_shard(image_manifest, tmp_path, capsys, value, message):
+    manifest, root, _ = image_manifest
+    with pytest.raises(SystemExit) as exit_info:
+        _prepare(manifest, root, tmp_path / "cache", "--kind", "drr", f"--shard={value}")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --shard: " in err and message in err
+    assert not (tmp_path / "cache").exists()
+
+
+# ---------------------------------------------------------- manifests with relative paths
+
+
+def test_a_moved_simulation_folder_still_loads(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import pyarrow.parquet as pq
+    import torch
+
+    from fracrisk.data import Cohort, ImageCohortDataset
+
+    a = tmp_path / "A"
+    args = ["simulate", "--preset", "kim2024", "--n", "2", "--images", "hip_ct", "spine"]
+    assert main([*args, "--workers", "1", "--out", str(a), "--no-progress"]) == 0
+    stored = pq.read_table(a / "cohort.parquet").to_pandas()
+    for column in ("hip_ct_path", "spine_xray_path"):
+        assert all(p.startswith("images/shard_0000/") for p in stored[column]), stored[column]
+    reference = ImageCohortDataset(
+        Cohort.read(a / "cohort.parquet"), "patches", covariates=[], progress=False
+    )
+
+    b = tmp_path / "elsewhere" / "B"
+    b.parent.mkdir()
+    shutil.move(str(a), str(b))
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    cohort = Cohort.read(b / "cohort.parquet")
+    for column in ("hip_ct_path", "spine_xray_path"):
+        assert all(p.startswith(str(b / "images")) for p in cohort.df[column])
+    patches = ImageCohortDataset(cohort, "patches", covariates=[], progress=False)
+    assert torch.equal(patches[1][0], reference[1][0])
+    drr = ImageCohortDataset(
+        cohort, "drr", covariates=[], size=(32, 32), views=("frontal",), progress=False
+    )
+    assert tuple(drr[0][0].shape) == (1, 32, 32)
+    # prepare-images finds the images from the manifest's directory, not the working one
+    capsys.readouterr()
+    prepare = ["prepare-images", "--manifest", str(b / "cohort.parquet"), "--kind", "patches"]
+    assert main([*prepare, "--cache", "cache", "--workers", "0", "--no-progress"]) == 0
+    assert "2 of 2 rows prepared" in capsys.readouterr().out
+
+
+def test_prepare_images_relative_paths_start_from_the_manifest(
+    image_manifest, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    _, root, df = image_manifest
+    # a CSV beside the images, whose paths are relative to the CSV's directory
+    manifest = tmp_path / "study" / "cohort.csv"
+    shutil.copytree(root, manifest.parent)
+    df.to_csv(manifest, index=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["prepare-images", "--manifest", "study/cohort.csv", "--kind", "patches"]
+    assert main([*args, "--cache", "cache", "--workers", "0", "--no-progress"]) == 0
+    assert "6 of 6 rows prepared" in capsys.readouterr().out
+    # --image-root still wins over the manifest's directory
+    other = ["--image-root", str(tmp_path), "--on-error", "skip", "--cache", "cache2"]
+    assert main([*args, *other, "--workers", "0", "--no-progress"]) == 2
+    assert "no usable row" in capsys.readouterr().err

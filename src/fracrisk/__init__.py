@@ -4,9 +4,17 @@ Data flow: cohort -> images -> encoders -> fusion -> heads -> survival curves ->
 and report. See ``docs/architecture.md``.
 """
 
+from fracrisk import baselines  # noqa: F401 - registers the baselines with the model registry
 from fracrisk.data import Cohort
 from fracrisk.losses import cox_partial_likelihood
-from fracrisk.models import CoxPH, DeepSurv, ImageSurvivalModel, load_model
+from fracrisk.models import (
+    CoxPH,
+    DeepSurv,
+    ImageSurvivalModel,
+    create_model,
+    list_models,
+    load_model,
+)
 
 __version__ = "0.1.0.dev0"
 
@@ -17,5 +25,7 @@ __all__ = [
     "ImageSurvivalModel",
     "__version__",
     "cox_partial_likelihood",
+    "create_model",
+    "list_models",
     "load_model",
 ]

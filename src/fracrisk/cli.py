@@ -5,14 +5,16 @@ Commands
 ``demo``
     Simulate a cohort, fit the baselines and the models, and write a report.
 ``simulate``
-    Write a simulated cohort (Parquet manifest plus hip CTs and spine radiographs).
+    Write a simulated cohort (Parquet manifest plus hip CTs and spine radiographs; image
+    paths relative to the manifest, so that the folder can be moved).
 ``frax``
     FRAX-style 10-year probabilities for a CSV of patients.
 ``train-keypoints``
     Train the spine keypoint detector on simulated radiographs.
 ``prepare-images``
     Fill the image cache of a cohort manifest (DRRs or L1-L5 patches) once, in parallel,
-    before training, and report the rows whose images could not be used.
+    before training, and report the rows whose images could not be used. ``--shard I/N``
+    prepares one shard of the manifest, so that a cluster job array fills one shared cache.
 
 User errors (a missing or invalid file, an output that exists) end with a one-line message
 naming the problem (a validation error lists every problem) and exit code 2.
@@ -179,11 +181,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.no_progress,
         )
-        # image paths point into the staging directory until it is moved into place
-        for column in [c for c in simulated.df.columns if c.endswith("_path")]:
-            simulated.df[column] = simulated.df[column].str.replace(
-                str(staging.resolve()), str(final.resolve()), regex=False
-            )
+        # The images lie under the staging directory, so the manifest stores their paths
+        # relative to itself and still finds them once the directory is moved into place.
         simulated.save(staging / "cohort.parquet")
     print(f"wrote {len(simulated)} patients ({simulated!r}) to {final}")
     return 0
@@ -200,7 +199,12 @@ def _train_keypoints_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=16, help="training epochs (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument(
+        "--accelerator",
+        default="auto",
+        choices=["auto", "cpu", "gpu", "cuda", "mps"],
+        help="Lightning's accelerator (default auto: a GPU if there is one)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -210,11 +214,8 @@ def _run_train_keypoints(args: argparse.Namespace) -> int:
     """Train the spine keypoint detector on simulated lateral radiographs."""
     from pathlib import Path
 
-    from fracrisk.imaging.keypoints import (
-        save_keypoint_detector,
-        simulate_training_set,
-        train_keypoint_detector,
-    )
+    from fracrisk.imaging.keypoints import save_keypoint_detector, train_keypoint_detector
+    from fracrisk.simulate import simulate_training_set
 
     stem = Path(args.out)
     stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
@@ -229,7 +230,7 @@ def _run_train_keypoints(args: argparse.Namespace) -> int:
         keypoints,
         epochs=args.epochs,
         seed=args.seed,
-        device=args.device,
+        accelerator=args.accelerator,
         progress=not args.no_progress,
     )
     save_keypoint_detector(model, stem)
@@ -237,11 +238,49 @@ def _run_train_keypoints(args: argparse.Namespace) -> int:
     return 0
 
 
-# Image path and keypoint columns that ImageCohortDataset uses by default (the simulator's).
-_PREPARE_IMAGE_COLUMNS = {"drr": "hip_ct_path", "patches": "spine_xray_path"}
-_PREPARE_KEYPOINTS = "spine_keypoints"
 #: Failed rows printed to the terminal; the --report file lists them all.
 _PREPARE_SHOWN_FAILURES = 5
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """Parse ``--shard I/N``: shard ``I`` (0-based) of ``N``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value, e.g. ``"0/4"``.
+
+    Returns
+    -------
+    (int, int)
+        ``(I, N)`` with ``0 <= I < N``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        The value is not two integers ``I/N``, ``N`` is 0, or ``I`` is not below ``N``
+        (argparse reports it as ``argument --shard: ...``, exit code 2).
+    """
+    parts = text.strip().split("/")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected I/N, shard I of N counted from 0 (e.g. 0/4 to 3/4), got {text!r}"
+        )
+    index, count = (int(part) for part in parts)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"the number of shards N must be at least 1, got {text!r}")
+    if index >= count:
+        raise argparse.ArgumentTypeError(
+            f"shard {index} does not exist in {count} shard(s): I runs from 0 to {count - 1} "
+            f"(0-based), got {text!r}"
+        )
+    return index, count
+
+
+def _shard_positions(n_rows: int, shard: tuple[int, int]) -> list[int]:
+    """Row positions (0-based, in manifest order) of ``shard = (I, N)``: ``p % N == I``."""
+    index, count = shard
+    return list(range(index, n_rows, count))
 
 
 def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
@@ -276,7 +315,8 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-root",
         default=None,
         metavar="DIR",
-        help="directory that relative image paths start from (default: the working directory)",
+        help="directory that relative image paths start from (default: the manifest's "
+        "directory, so that a moved folder still works)",
     )
     parser.add_argument(
         "--time-column",
@@ -336,6 +376,15 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
         "the keypoint detector (patches only)",
     )
     parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="prepare only shard I of N (0-based): the rows at positions p (0, 1, ... in "
+        "manifest order) with p %% N == I, so that N jobs of a cluster job array fill one "
+        "shared --cache in parallel (default: every row)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=min(4, os.cpu_count() or 1),
@@ -354,7 +403,8 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
         "--report",
         default=None,
         metavar="CSV",
-        help="write the failed rows (row, patient_id, column, path, reason) to this CSV",
+        help="write the failed rows (row, patient_id, column, path, reason; with --shard, "
+        "a first column shard) to this CSV",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing --report file"
@@ -462,6 +512,7 @@ def _read_image_manifest(args: argparse.Namespace, image_column: str):
     import pandas as pd
 
     from fracrisk.data.cohort import Cohort, read_table
+    from fracrisk.data.schema import SPINE_KEYPOINTS_COLUMN
 
     path = Path(args.manifest)
     if path.is_dir():
@@ -497,7 +548,7 @@ def _read_image_manifest(args: argparse.Namespace, image_column: str):
     keypoints: list[str] = []
     if args.kind == "patches":
         if args.keypoint_columns is None:
-            keypoints = [_PREPARE_KEYPOINTS] if _PREPARE_KEYPOINTS in df.columns else []
+            keypoints = [SPINE_KEYPOINTS_COLUMN] if SPINE_KEYPOINTS_COLUMN in df.columns else []
         else:
             keypoints = list(args.keypoint_columns)
             missing = [c for c in keypoints if c not in df.columns]
@@ -531,6 +582,43 @@ def _is_left_out_warning(warning: warnings.WarningMessage) -> bool:
     return "rows left out of the" in str(warning.message)
 
 
+def _shard_rows(cohort, positions: list[int]):
+    """Rows of a shard as a new :class:`~fracrisk.data.Cohort` with the same roles.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The whole manifest, validated.
+    positions : list of int
+        The shard's row positions (:func:`_shard_positions`), not empty.
+
+    Returns
+    -------
+    Cohort
+        Those rows, in manifest order, keeping their labels (CSV line numbers in a plain
+        CSV).
+    """
+    from fracrisk.data.cohort import Cohort
+
+    return Cohort(
+        cohort.df.iloc[positions],
+        time_col=cohort.time_col,
+        event_col=cohort.event_col,
+        id_col=cohort.id_col,
+        source=cohort.source,
+    )
+
+
+def _failure_report(failures, shard_label: str | None):
+    """The ``--report`` table: the failed rows, with a first column ``shard`` if sharded."""
+    from fracrisk.data.image_dataset import failure_table
+
+    table = failure_table(failures)
+    if shard_label is not None:
+        table.insert(0, "shard", shard_label)
+    return table
+
+
 @_command("prepare-images", _prepare_images_arguments)
 def _run_prepare_images(args: argparse.Namespace) -> int:
     """Fill the image cache (DRRs or L1-L5 patches) of a cohort manifest before training."""
@@ -538,7 +626,8 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fracrisk._io import atomic_path
-    from fracrisk.data.image_dataset import ImageCohortDataset, failure_table
+    from fracrisk.data.image_dataset import ImageCohortDataset
+    from fracrisk.data.schema import DEFAULT_IMAGE_COLUMNS
     from fracrisk.exceptions import NoUsableImagesError
 
     command = "fracrisk prepare-images"
@@ -560,8 +649,31 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
             raise ValueError(f"--report {str(report)!r} is a directory; give a CSV file name")
         if report.exists() and not args.overwrite:
             raise FileExistsError(f"{str(report)!r} exists; pass --overwrite to replace it")
-    image_column = args.image_column or _PREPARE_IMAGE_COLUMNS[args.kind]
+    image_column = args.image_column or DEFAULT_IMAGE_COLUMNS[args.kind]
     cohort, note = _read_image_manifest(args, image_column)
+    if image_root is None:
+        # Relative paths in a manifest start from the manifest's own directory, so that a
+        # folder holding the manifest and its images can be moved or mounted elsewhere.
+        image_root = Path(os.path.abspath(Path(args.manifest).parent))
+
+    # The whole manifest is validated above (ids unique across shards); then one shard.
+    shard_label = None
+    where = ""
+    if args.shard is not None:
+        index, count = args.shard
+        shard_label = f"{index}/{count}"
+        positions = _shard_positions(len(cohort), args.shard)
+        where = (
+            f", shard {shard_label} ({len(positions)} of the manifest's {len(cohort)} rows: "
+            f"positions p with p % {count} == {index})"
+        )
+        if not positions:  # more shards than rows: this job has nothing to do
+            if report is not None:
+                with atomic_path(report) as tmp:
+                    _failure_report([], shard_label).to_csv(tmp, index=False)
+            print(f"{args.kind}{where}: no row to prepare; cache {cache}")
+            return 0
+        cohort = _shard_rows(cohort, positions)
 
     options: dict = {"image_column": image_column}
     if args.size is not None:
@@ -591,9 +703,11 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
             for warning in caught:
                 print(f"{command}: warning: {warning.message}", file=sys.stderr)
             message = str(err)
+            if shard_label is not None:
+                message += f" [shard {shard_label}]"
             if isinstance(err, NoUsableImagesError) and report is not None:
                 with atomic_path(report) as tmp:
-                    failure_table(err.failures).to_csv(tmp, index=False)
+                    _failure_report(err.failures, shard_label).to_csv(tmp, index=False)
                 message += f"; every failed row is listed in {report}"
             raise ValueError(_with_note(message, note)) from err
     seconds = time.perf_counter() - start
@@ -606,7 +720,7 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
         print(f"{command}: failed: {failure.describe()}", file=sys.stderr)
     if report is not None:
         with atomic_path(report) as tmp:
-            dataset.failure_report().to_csv(tmp, index=False)
+            _failure_report(failures, shard_label).to_csv(tmp, index=False)
 
     info = dataset.cache_info
     made = (
@@ -619,17 +733,18 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
     rate = prepared / seconds if seconds > 0 else float("inf")
     shape = " x ".join(map(str, dataset.image_shape))
     print(
-        f"{args.kind} ({shape}): {prepared} of {info['rows']} rows prepared "
+        f"{args.kind} ({shape}){where}: {prepared} of {info['rows']} rows prepared "
         f"({info['from_cache']} from cache, {made}), {len(failures)} failed; "
         f"{seconds:.2f} s, {rate:.1f} images/s; cache {cache}"
     )
+    of_shard = "" if shard_label is None else f" of shard {shard_label}"
     if failures:
         where = (
             f"listed in {report}" if report is not None else "pass --report FILE to list them all"
         )
-        print(f"{len(failures)} row(s) failed and were left out: {where}")
+        print(f"{len(failures)} row(s){of_shard} failed and were left out: {where}")
     elif report is not None:
-        print(f"no row failed; wrote an empty report to {report}")
+        print(f"no row{of_shard} failed; wrote an empty report to {report}")
     if note is not None and (failures or report is not None):
         print(f"({note})")
     return 0

@@ -70,6 +70,7 @@ def _evaluate(
         calibrations[name] = calibration(t, e, risks[name], horizon)
         row = {
             "model": name,
+            "risk": models[name].risk_label if name in models else "true absolute risk",
             "Harrell C (95% CI)": _with_ci(harrell),
             f"Uno C, tau {horizon:g} y (95% CI)": _with_ci(uno),
             **{f"AUC({x:g} y)": round(float(a), 3) for x, a in zip(auc_times, auc, strict=True)},
@@ -317,6 +318,7 @@ def _write_report(
         [
             {
                 "model": k,
+                "risk": models[k].risk_label if k in models else "true absolute risk",
                 "observed": round(c.observed, 4),
                 "mean predicted": round(c.expected, 4),
                 "O/E": round(c.observed_expected, 3),

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "CohortValidationError",
     "DataWarning",
+    "DeviceUnavailableError",
     "FracriskWarning",
     "NoComparablePairsError",
     "NoUsableImagesError",
@@ -99,3 +100,7 @@ class CohortValidationError(ValueError):
         lines = [f"{len(self.problems)} problem(s) found{where}:"]
         lines += [f"  - {p.describe()}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class DeviceUnavailableError(ValueError):
+    """A training or prediction setting asks for a device (e.g. a GPU) that is not there."""

@@ -78,7 +78,7 @@ def test_recalibrate_needs_training_data():
 
 def test_recalibrate_must_be_fitted_before_predicting(data):
     _, test = data
-    with pytest.raises(ValueError, match="must be fitted first"):
+    with pytest.raises(ValueError, match="this FraxColumn is not fitted; call fit"):
         FraxColumn(recalibrate=True).predict_risk(test, 5.0)
 
 

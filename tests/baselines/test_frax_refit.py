@@ -200,5 +200,5 @@ def test_hip_outcome_uses_fracture_sites_and_is_below_mof():
     )
     with pytest.raises(ValueError, match="fracture_site"):
         FraxStyleRefit(outcome="hip").fit(train.df.drop(columns="fracture_site"))
-    with pytest.raises(ValueError, match="outcome must be"):
-        FraxStyleRefit(outcome="wrist")
+    with pytest.raises(ValueError, match="parameter 'outcome' must be one of 'mof', 'hip'"):
+        FraxStyleRefit(outcome="wrist").fit(train)

@@ -384,7 +384,7 @@ def test_truth_keeps_its_columns_through_a_round_trip(tmp_path, fmt):
 def test_roles_survive_the_round_trip(tmp_path, fmt):
     df = small_df().rename(columns={"time": "years", "event": "status", "patient_id": "subject"})
     df["falls"] = [0.0, 1.0, 0.0, 2.0, 0.0, 1.0]
-    df["ct_path"] = [f"ct/{i}.nii.gz" for i in range(6)]
+    df["ct_path"] = [str(tmp_path / "ct" / f"{i}.nii.gz") for i in range(6)]
     cohort = Cohort(
         df,
         time_col="years",
@@ -465,3 +465,88 @@ def test_unsupported_format_and_missing_file(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
     with pytest.raises(FileNotFoundError, match="no such table"):
         Cohort.read(tmp_path / "absent.parquet")
+
+
+# ---------------------------------------------------------------- image paths in files
+
+
+def _with_images(tmp_path, paths) -> Cohort:
+    df = small_df()
+    df["ct_path"] = paths
+    return Cohort(df, image_cols=["ct_path"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_image_paths_under_the_manifest_are_stored_relative(tmp_path, fmt):
+    study = tmp_path / "study"
+    outside = tmp_path / "elsewhere" / "p6.nii.gz"
+    paths = [str(study / "images" / f"p{i}.nii.gz") for i in range(5)] + [str(outside)]
+    cohort = _with_images(tmp_path, paths)
+    path = cohort.save(study / f"cohort.{fmt}")
+    raw, _ = read_table(path)
+    stored = raw["ct_path"].tolist()
+    assert stored[:5] == [f"images/p{i}.nii.gz" for i in range(5)]
+    assert stored[5] == str(outside)  # not under the manifest's directory: kept absolute
+    assert cohort.df["ct_path"].tolist() == paths  # the cohort itself is unchanged
+    back = Cohort.read(path)
+    pd.testing.assert_frame_equal(back.df, cohort.df, check_exact=True)
+    assert back.image_root == study
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_relative_paths_resolve_against_the_manifest_not_the_working_directory(
+    tmp_path, monkeypatch, fmt
+):
+    study = tmp_path / "study"
+    cohort = _with_images(tmp_path, [str(study / "ct" / f"{i}.nii.gz") for i in range(6)])
+    path = cohort.save(study / f"cohort.{fmt}")
+    moved = tmp_path / "moved"
+    study.rename(moved)
+    monkeypatch.chdir(tmp_path)
+    back = Cohort.read(moved / f"cohort.{fmt}")
+    assert back.df["ct_path"].tolist() == [str(moved / "ct" / f"{i}.nii.gz") for i in range(6)]
+    assert back.image_root == moved
+    # image_root= overrides the manifest's directory
+    other = Cohort.read(moved / f"cohort.{fmt}", image_root=tmp_path / "mount")
+    assert other.df["ct_path"].iloc[0] == str(tmp_path / "mount" / "ct" / "0.nii.gz")
+    assert other.image_root == tmp_path / "mount"
+    assert not path.exists()
+
+
+def test_a_plain_csv_with_image_cols_resolves_from_its_directory(tmp_path, monkeypatch):
+    df = small_df()
+    df["xray"] = [f"x/{i}.png" for i in range(6)]
+    df.loc[df.index[2], "xray"] = "/abs/2.png"
+    (tmp_path / "site").mkdir()
+    df.to_csv(tmp_path / "site" / "plain.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    back = Cohort.read("site/plain.csv", image_cols=["xray"])
+    assert back.df["xray"].iloc[0] == str(tmp_path / "site" / "x" / "0.png")
+    assert back.df["xray"].iloc[2] == "/abs/2.png"
+    assert back.image_root == tmp_path / "site"
+    # undeclared columns are left as they are (ImageCohortDataset takes them from image_root)
+    assert Cohort.read("site/plain.csv").df["xray"].iloc[0] == "x/0.png"
+
+
+def test_relative_paths_in_memory_start_from_image_root_or_the_working_directory(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    cohort = _with_images(tmp_path, [f"study/ct/{i}.nii.gz" for i in range(6)])
+    raw, _ = read_table(cohort.save(tmp_path / "study" / "a.parquet"))
+    assert raw["ct_path"].iloc[0] == "ct/0.nii.gz"  # cwd/study/ct/0.nii.gz, under study/
+    rooted = Cohort(cohort.df, image_cols=["ct_path"], image_root=tmp_path / "data")
+    raw, _ = read_table(rooted.save(tmp_path / "b.parquet"))
+    assert raw["ct_path"].iloc[0] == "data/study/ct/0.nii.gz"
+    raw, _ = read_table(rooted.save(tmp_path / "other" / "c.parquet"))
+    assert raw["ct_path"].iloc[0] == str(tmp_path / "data" / "study" / "ct" / "0.nii.gz")
+
+
+def test_manifest_paths_go_through_a_symlinked_directory(tmp_path):
+    real = tmp_path / "real"
+    (real / "images").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    cohort = _with_images(tmp_path, [str(real / "images" / f"{i}.png") for i in range(6)])
+    raw, _ = read_table(cohort.save(link / "cohort.parquet"))
+    assert raw["ct_path"].iloc[0] == "images/0.png"

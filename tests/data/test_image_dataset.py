@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -417,3 +418,83 @@ def test_image_paths_relative_to_a_root(sim, tmp_path):
     data = ImageCohortDataset(df, "patches", covariates=[], image_root=tmp_path)
     reference = ImageCohortDataset(sim.df.iloc[:2], "patches", covariates=[])
     assert torch.equal(data[1][0], reference[1][0])
+
+
+def test_relative_paths_of_a_read_manifest_start_from_its_directory(sim, tmp_path, monkeypatch):
+    from fracrisk.data import Cohort
+
+    study = tmp_path / "study"
+    study.mkdir()
+    df = sim.df.iloc[:2].copy()
+    for i in range(2):
+        shutil.copy(df["spine_xray_path"].iloc[i], study / f"x{i}.png")
+        df.loc[df.index[i], "spine_xray_path"] = f"x{i}.png"
+    df.drop(columns=["hip_ct_path"]).to_csv(study / "plain.csv", index=False)  # no roles
+    monkeypatch.chdir(tmp_path)
+    cohort = Cohort.read(study / "plain.csv")
+    assert cohort.df["spine_xray_path"].tolist() == ["x0.png", "x1.png"]  # not a declared role
+    data = ImageCohortDataset(cohort, "patches", covariates=[], progress=False)
+    assert data.image_root == study  # the cohort's image_root: the manifest's directory
+    reference = ImageCohortDataset(sim.df.iloc[:2], "patches", covariates=[], progress=False)
+    assert torch.equal(data[1][0], reference[1][0])
+
+
+def test_every_cache_file_is_written_beside_its_place_then_renamed(sim, tmp_path, monkeypatch):
+    """Parallel writers (prepare-images --shard jobs) never see or leave a partial file."""
+    import os
+
+    from safetensors.torch import load_file
+
+    renames = []
+    replace = os.replace
+
+    def checked_replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        assert src.parent == dst.parent and src.name.startswith(f".{dst.name}.")
+        if dst.suffix == ".safetensors":
+            load_file(str(src))  # complete before it takes the final name
+        renames.append(dst)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", checked_replace)
+    cache = tmp_path / "cache"
+    rows = sim.df.iloc[:2]
+    ImageCohortDataset(rows, "drr", covariates=[], cache_dir=cache, progress=False, **DRR_OPTIONS)
+    ImageCohortDataset(
+        rows, "patches", covariates=[], cache_dir=cache, keypoint_columns=(), progress=False
+    )
+    files = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert {p.parent.parent.name for p in files} == {"drr", "drr_index", "keypoints", "patches"}
+    assert files == sorted(renames)  # nothing reached the cache but by an atomic rename
+
+
+def test_concurrent_writers_share_one_cache(sim, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = sim.df.iloc[:6]
+    shards = [rows.iloc[i::3] for i in range(3)] + [rows]  # three shards and a full run at once
+    cache = tmp_path / "cache"
+
+    def build(df):
+        options = {"size": (32, 32), "views": ("frontal",)}
+        return ImageCohortDataset(
+            df, "drr", covariates=[], cache_dir=cache, progress=False, **options
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        datasets = list(pool.map(build, shards))
+    alone = tmp_path / "alone"
+    reference = ImageCohortDataset(
+        rows,
+        "drr",
+        covariates=[],
+        cache_dir=alone,
+        size=(32, 32),
+        views=("frontal",),
+        progress=False,
+    )
+    names = sorted(p.relative_to(cache) for p in cache.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(alone) for p in alone.rglob("*") if p.is_file())
+    assert not [n for n in names if n.name.startswith(".")]  # no temporary file left
+    for i in range(6):
+        assert torch.equal(datasets[3][i][0], reference[i][0])

@@ -87,3 +87,55 @@ def test_building_backbones_opens_no_network_connection(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     for name in ("resnet18", "densenet121", "efficientnet_b0"):
         assert create_backbone(name).num_features > 0
+
+
+def test_a_backbone_starts_from_a_local_weights_file(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from fracrisk.encoders import create_backbone
+
+    # A user's RGB resnet10t with a 1000-class classifier, saved as safetensors ...
+    torch.manual_seed(1)
+    theirs = timm.create_model("resnet10t", pretrained=False, in_chans=3)
+    path = tmp_path / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, str(path))
+    ours = create_backbone("resnet10t", 1, weights=path)
+    # ... its classifier is dropped and its RGB stem summed to one channel, as timm does.
+    stem = "conv1.0.weight"
+    expected = theirs.state_dict()[stem].sum(dim=1, keepdim=True)
+    assert torch.equal(ours.model.state_dict()[stem], expected)
+    for key, value in ours.model.state_dict().items():
+        if key != stem:
+            assert torch.equal(value, theirs.state_dict()[key]), key
+    # a torch checkpoint is read with weights_only=True, also under "state_dict"
+    pt = tmp_path / "resnet10t.pt"
+    torch.save({"state_dict": theirs.state_dict()}, pt)
+    again = create_backbone("resnet10t", 1, weights=pt)
+    assert torch.equal(again.model.state_dict()[stem], expected)
+
+
+def test_local_weights_that_do_not_fit_are_refused_by_name(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from fracrisk.encoders import create_backbone
+
+    other = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))
+    with pytest.raises(ValueError, match=r"do not fit this ResNet: unexpected tensor 'layer1\.1\."):
+        create_backbone("resnet10t", 1, weights=path)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        create_backbone("resnet10t", 1, weights=tmp_path / "absent.safetensors")
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"x": Payload()}}, evil)
+    with pytest.raises(ValueError, match=r"weights_only=True"):
+        create_backbone("resnet10t", 1, weights=evil)

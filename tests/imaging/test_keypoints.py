@@ -11,15 +11,15 @@ import torch
 
 from fracrisk.imaging.keypoints import (
     KeypointNet,
-    _simulate_one,
     detect_keypoints,
     keypoint_errors_mm,
     load_keypoint_detector,
+    normalise_radiographs,
     save_keypoint_detector,
-    simulate_training_set,
     train_keypoint_detector,
     vertebrae_found,
 )
+from fracrisk.simulate import simulate_training_set, training_radiograph
 
 # The shipped detector was trained on simulate_training_set(2400, seed=0) (streams (0, i));
 # seed 7 gives radiographs it has never seen.
@@ -33,7 +33,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def held_out():
-    radiographs = [_simulate_one(HELD_OUT_SEED, i) for i in range(40)]
+    radiographs = [training_radiograph(HELD_OUT_SEED, i) for i in range(40)]
     for r in radiographs:
         assert r.pixel_spacing == pytest.approx((1.0, 1.0))
     images = np.stack([r.image for r in radiographs])
@@ -117,7 +117,7 @@ def test_tiny_training_run_end_to_end():
     assert torch.allclose(images.mean((1, 2, 3)), torch.zeros(8), atol=1e-4)
     history: list[float] = []
     model = train_keypoint_detector(
-        images, keypoints, epochs=2, batch_size=4, seed=1, device="cpu", history=history
+        images, keypoints, epochs=2, batch_size=4, seed=1, accelerator="cpu", history=history
     )
     assert isinstance(model, KeypointNet) and not model.training
     assert len(history) == 2 and all(math.isfinite(v) for v in history)
@@ -126,18 +126,128 @@ def test_tiny_training_run_end_to_end():
     assert pred.shape == (2, 5, 4, 2) and np.isfinite(pred).all()
     # seeded: the same run gives the same network
     again = train_keypoint_detector(
-        images, keypoints.reshape(8, 5, 4, 2), epochs=2, batch_size=4, seed=1, device="cpu"
+        images, keypoints.reshape(8, 5, 4, 2), epochs=2, batch_size=4, seed=1, accelerator="cpu"
     )
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
-def test_simulated_sets_are_reproducible_and_seed_dependent():
-    a, ka = simulate_training_set(2, seed=5)
-    b, kb = simulate_training_set(3, seed=5)
-    c, kc = simulate_training_set(2, seed=6)
-    assert torch.equal(a, b[:2]) and torch.equal(ka, kb[:2])
-    assert not torch.equal(ka, kc)
+def _toy_training_set(n: int = 6, h: int = 32, w: int = 16):
+    """Random images and corners: enough to exercise the engine in a fraction of a second."""
+    generator = torch.Generator().manual_seed(5)
+    images = torch.randn(n, 1, h, w, generator=generator)
+    keypoints = torch.rand(n, 20, 2, generator=generator) * torch.tensor([w - 1.0, h - 1.0])
+    return images, keypoints
+
+
+_TOY = {"batch_size": 4, "channels": (4, 8, 8), "accelerator": "cpu"}
+
+
+def _assert_same_weights(a: KeypointNet, b: KeypointNet) -> None:
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_training_is_seeded_and_keeps_the_callers_random_state():
+    images, keypoints = _toy_training_set()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = train_keypoint_detector(images, keypoints, epochs=2, seed=4, **_TOY)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is untouched
+    second = train_keypoint_detector(images, keypoints, epochs=2, seed=4, **_TOY)
+    _assert_same_weights(first, second)
+    other = train_keypoint_detector(images, keypoints, epochs=2, seed=5, **_TOY)
+    assert not torch.equal(first.head.weight, other.head.weight)
+
+
+def test_batches_depend_on_seed_and_epoch_only():
+    from fracrisk.imaging.keypoints import _ShuffledBatchSampler
+
+    def batches(seed, epoch, rank=0, world_size=1, n=10, batch_size=4):
+        sampler = _ShuffledBatchSampler(n, batch_size, seed=seed, rank=rank, world_size=world_size)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    one = batches(0, 3)
+    assert [len(b) for b in one] == [4, 4, 2] and sorted(sum(one, [])) == list(range(10))
+    assert batches(0, 3) == one
+    assert batches(0, 4) != one and batches(1, 3) != one
+    # two ranks see, together, exactly the global batches of one process
+    ranks = [batches(0, 3, rank=r, world_size=2) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == one
+    # a last global batch too small to give every rank an item is dropped
+    assert [len(b) for b in batches(0, 0, rank=2, world_size=3, n=9)] == [1, 1]
+    assert len(_ShuffledBatchSampler(9, 4, seed=0, world_size=3)) == 2
+    with pytest.raises(ValueError, match="smaller than the number of processes"):
+        _ShuffledBatchSampler(9, 2, seed=0, world_size=3)
+
+
+def test_lightning_module_and_datamodule_are_importable():
+    from fracrisk.imaging import keypoints as module
+    from fracrisk.imaging.keypoints import KeypointDataModule, KeypointLightningModule
+
+    assert KeypointLightningModule.__module__ == "fracrisk.imaging.keypoints"
+    assert module.KeypointDataModule is KeypointDataModule
+    with pytest.raises(AttributeError, match="no attribute"):
+        module.NoSuchThing  # noqa: B018
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_accelerator_without_a_gpu_is_a_fracrisk_error():
+    from fracrisk.exceptions import DeviceUnavailableError
+
+    images, keypoints = _toy_training_set()
+    options = {**_TOY, "accelerator": "gpu"}
+    with pytest.raises(DeviceUnavailableError, match="asks for a GPU"):
+        train_keypoint_detector(images, keypoints, epochs=1, **options)
+
+
+def test_resume_from_a_checkpoint_is_bit_identical(tmp_path):
+    images, keypoints = _toy_training_set()
+    uninterrupted = train_keypoint_detector(images, keypoints, epochs=3, seed=2, **_TOY)
+    # time_limit=0 stops the run after its first epoch, as a preempted job would stop
+    run, first = tmp_path / "run", []
+    train_keypoint_detector(
+        images,
+        keypoints,
+        epochs=3,
+        seed=2,
+        checkpoint_dir=run,
+        time_limit=0,
+        history=first,
+        **_TOY,
+    )
+    assert len(first) == 1
+    assert (run / "last.ckpt").is_file()
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train_keypoint_detector(images, keypoints, epochs=3, seed=2, checkpoint_dir=run, **_TOY)
+    history: list[float] = []
+    resumed = train_keypoint_detector(
+        images,
+        keypoints,
+        epochs=3,
+        seed=2,
+        checkpoint_dir=run,
+        resume=True,
+        history=history,
+        **_TOY,
+    )
+    assert len(history) == 3 and history[0] == first[0]
+    # the resumed run trained the last two epochs only (its own CSV log)
+    log = (run / "logs" / "version_1" / "metrics.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
+    _assert_same_weights(resumed, uninterrupted)
+
+
+def test_normalise_radiographs_is_a_per_image_z_score():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.normal(3.0, 2.0, size=(3, 1, 16, 8)).astype(np.float32))
+    images[1] *= 10.0
+    x = normalise_radiographs(images)
+    assert x.dtype == torch.float32 and x.shape == images.shape
+    torch.testing.assert_close(x.mean((1, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std((1, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
+    assert torch.equal(normalise_radiographs(torch.ones(1, 4, 4)), torch.zeros(1, 4, 4))
 
 
 def test_soft_argmax_finds_a_peak():
@@ -166,8 +276,20 @@ def test_input_validation(tmp_path, shipped):
         train_keypoint_detector(torch.zeros(2, 1, 32, 32), torch.zeros(2, 20, 2), epochs=0)
     with pytest.raises(ValueError, match="multiples of 16"):
         train_keypoint_detector(torch.zeros(2, 1, 30, 32), torch.zeros(2, 20, 2), epochs=1)
-    with pytest.raises(ValueError, match="n must be"):
-        simulate_training_set(0)
+    with pytest.raises(ValueError, match="accelerator must be one of"):
+        train_keypoint_detector(
+            torch.zeros(2, 1, 32, 32), torch.zeros(2, 20, 2), epochs=1, accelerator="tpu"
+        )
+    with pytest.raises(ValueError, match="precision must be"):
+        train_keypoint_detector(
+            torch.zeros(2, 1, 32, 32), torch.zeros(2, 20, 2), epochs=1, precision="8-bit"
+        )
+    with pytest.raises(ValueError, match="seed must be"):
+        train_keypoint_detector(torch.zeros(2, 1, 32, 32), torch.zeros(2, 20, 2), epochs=1, seed=-1)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        train_keypoint_detector(
+            torch.zeros(2, 1, 32, 32), torch.zeros(2, 20, 2), epochs=1, resume=True
+        )
     with pytest.raises(FileNotFoundError, match="not found"):
         load_keypoint_detector(tmp_path / "missing")
     (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))

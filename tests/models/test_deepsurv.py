@@ -81,9 +81,10 @@ def test_training_without_validation_runs_all_epochs(nonlinear_split):
         pytest.param({"validation_fraction": 1.0}, "validation_fraction", id="all-validation"),
     ],
 )
-def test_bad_parameters(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        DeepSurv(**kwargs)
+def test_bad_parameters(kwargs, match, nonlinear_split):
+    model = DeepSurv(**kwargs)  # stored as given; checked by fit
+    with pytest.raises(ValueError, match=f"DeepSurv: parameter '{match}' must be"):
+        model.fit(nonlinear_split[0])
 
 
 def test_load_rejects_foreign_directories(tmp_path):

@@ -29,7 +29,7 @@ FAST = {
     "learning_rate": 3e-3,
     "max_epochs": 12,
     "patience": 12,
-    "device": "cpu",
+    "accelerator": "cpu",
 }
 
 
@@ -187,8 +187,8 @@ def test_datasets_must_match_the_training_images_and_covariates(fitted, cohort, 
     own_preprocessing = ImageCohortDataset(df.iloc[:8], "drr", covariates=["age"], size=(32, 32))
     with pytest.raises(ValueError, match="preprocessor=model.preprocessor_"):
         model.predict_log_hazard(own_preprocessing)
-    with pytest.raises(TypeError, match="ImageCohortDataset"):
-        model.predict_log_hazard(df)
+    with pytest.raises(TypeError, match="a Cohort, a DataFrame or an ImageCohortDataset"):
+        model.predict_log_hazard(df.to_numpy())
 
 
 def test_fitting_is_seeded_and_leaves_the_callers_rng_alone(cohort, tmp_path):
@@ -210,11 +210,14 @@ def test_fitting_is_seeded_and_leaves_the_callers_rng_alone(cohort, tmp_path):
 def test_errors():
     with pytest.raises(NotFittedError):
         ImageSurvivalModel().predict_score(None)
+    # settings are checked by fit, before any image is read
     with pytest.raises(ValueError, match="unknown encoder 'resnet'"):
-        ImageSurvivalModel("resnet")
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):
-        ImageSurvivalModel(batch_size=1)
-    with pytest.raises(ValueError, match="validation_fraction"):
-        ImageSurvivalModel(validation_fraction=1.0)
-    with pytest.raises(TypeError, match="ImageCohortDataset"):
-        ImageSurvivalModel().fit(pd.DataFrame())
+        ImageSurvivalModel("resnet").fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="parameter 'batch_size' must be an int in"):
+        ImageSurvivalModel(batch_size=1).fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="parameter 'validation_fraction'"):
+        ImageSurvivalModel(validation_fraction=1.0).fit(pd.DataFrame())
+    with pytest.raises(ValueError, match="has no num_features"):
+        ImageSurvivalModel(torch.nn.Linear(2, 2)).fit(pd.DataFrame())
+    with pytest.raises(TypeError, match="a Cohort, a DataFrame or an ImageCohortDataset"):
+        ImageSurvivalModel().fit([1, 2])

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fracrisk._params import InstanceOf
 from fracrisk.baselines.frax_gradients import (
     NO_BMD_LOG_RR,
     T_SCORE_MEAN,
@@ -44,6 +45,7 @@ from fracrisk.baselines.frax_gradients import (
 from fracrisk.data.cohort import table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 from fracrisk.exceptions import DataWarning, ValidationProblem
+from fracrisk.models._base import SurvivalModel
 
 __all__ = ["FraxStyleCalculator", "fracture_probability", "list_countries", "rates_from_table"]
 
@@ -252,7 +254,7 @@ def _validate(df: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return arrays, has_bmd
 
 
-class FraxStyleCalculator:
+class FraxStyleCalculator(SurvivalModel, name="frax_calculator"):
     """10-year MOF and hip fracture probabilities from published gradients (no training).
 
     Parameters
@@ -279,12 +281,29 @@ class FraxStyleCalculator:
     True
     """
 
+    risk_type = "absolute"
+    _parameter_constraints = {"country": [InstanceOf(str, description="a country name")]}
+
     def __init__(self, country: str = "UK") -> None:
         self.country = country
-        self.params_ = _load_country(country)
 
-    def fit(self, *args, **kwargs) -> FraxStyleCalculator:
-        """No-op: the calculator needs no training data (kept for a uniform interface)."""
+    def _requires_fit(self) -> bool:
+        return False
+
+    @property
+    def params_(self) -> dict:
+        """The country's calibration: hazards of fracture and death, gradients of risk."""
+        cached = getattr(self, "_tables", None)
+        if cached is None or cached[0] != self.country:
+            self._validate_params()
+            cached = self._tables = (self.country, _load_country(self.country))
+        return cached[1]
+
+    def fit(self, data=None, covariates=None) -> FraxStyleCalculator:
+        """Check the settings; nothing is learned (the calculator needs no training data)."""
+        self._validate_params()
+        _ = self.params_  # an unknown country fails here
+        self.n_train_ = 0
         return self
 
     def predict(self, data) -> pd.DataFrame:
@@ -306,7 +325,14 @@ class FraxStyleCalculator:
         risk = fracture_probability(
             arrays, self.params_, outcome=outcome, horizons=[horizon], with_bmd=has_bmd
         )[:, 0]
-        return pd.Series(risk, index=table_and_ids(data)[1], name=f"{outcome}_{horizon:g}y")
+        out = pd.Series(risk, index=table_and_ids(data)[1], name=f"{outcome}_{horizon:g}y")
+        out.attrs["risk_type"] = self.risk_type
+        return out
+
+    def predict_cumulative_incidence(self, data, times, *, outcome: str = "mof") -> pd.DataFrame:
+        """Probability of an ``outcome`` fracture by each time (years), death competing."""
+        surv = self.predict_survival(data, times, outcome=outcome)
+        return self._survival_frame(1.0 - surv.to_numpy(), surv.index, surv.columns)
 
     def predict_survival(self, data, times, *, outcome: str = "mof") -> pd.DataFrame:
         """Probability of no ``outcome`` fracture by each time, death competing (1 - P)."""
@@ -317,10 +343,16 @@ class FraxStyleCalculator:
         risk = fracture_probability(
             arrays, self.params_, outcome=outcome, horizons=grid, with_bmd=has_bmd
         )
-        return pd.DataFrame(
-            1.0 - risk, index=table_and_ids(data)[1], columns=pd.Index(grid, name="time (years)")
-        )
+        return self._survival_frame(1.0 - risk, table_and_ids(data)[1], grid)
 
     def predict_score(self, data) -> np.ndarray:
         """Ranking score: the 10-year MOF probability."""
         return self.predict_risk(data, 10.0).to_numpy()
+
+    def _state(self) -> tuple[dict, dict]:
+        return {"n_train": getattr(self, "n_train_", 0)}, {}
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict, tensors: dict) -> FraxStyleCalculator:
+        model = cls(**params).fit()
+        return model

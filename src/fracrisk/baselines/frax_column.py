@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fracrisk._params import InstanceOf, Options
 from fracrisk.baselines._competing import cumulative_incidence
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
-from fracrisk.exceptions import NotFittedError
-from fracrisk.models._base import RiskFromSurvival
+from fracrisk.models._base import SurvivalModel, _prefixed
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxColumn"]
 
 
-class FraxColumn(RiskFromSurvival):
+class FraxColumn(SurvivalModel, name="frax_column"):
     r"""A FRAX probability column (``frax_mof_10y`` or ``frax_hip_10y``) as a model.
 
     The most faithful baseline: the official FRAX tool's 10-year probability, computed for
@@ -32,11 +32,24 @@ class FraxColumn(RiskFromSurvival):
     column : str, default "frax_mof_10y"
         Column with the 10-year probability, in [0, 1].
     recalibrate : bool, default False
-        Fit the baseline shape and slope on the training data.
+        Fit the baseline shape and slope on the training data. Without it nothing is
+        learned: the model predicts before ``fit``.
+
+    The risk is absolute (death competing), as FRAX's is.
     """
+
+    risk_type = "absolute"
+    _fitted_attribute = "fracture_model_"
+    _parameter_constraints = {
+        "column": [InstanceOf(str, description="a column name")],
+        "recalibrate": [Options(True, False)],
+    }
 
     def __init__(self, column: str = "frax_mof_10y", *, recalibrate: bool = False) -> None:
         self.column, self.recalibrate = column, recalibrate
+
+    def _requires_fit(self) -> bool:
+        return bool(self.recalibrate)
 
     def _probability(self, data) -> tuple[np.ndarray, pd.Index]:
         df, index = table_and_ids(data)
@@ -58,6 +71,8 @@ class FraxColumn(RiskFromSurvival):
 
     def fit(self, data: Cohort | pd.DataFrame | None = None) -> FraxColumn:
         """Recalibrate on ``data`` if asked; otherwise nothing to learn."""
+        self._validate_params()
+        self.n_train_ = 0 if data is None else len(as_cohort(data))
         if self.recalibrate:
             if data is None:
                 raise ValueError("recalibrate=True needs training data")
@@ -79,13 +94,17 @@ class FraxColumn(RiskFromSurvival):
         """Ranking score: the FRAX probability."""
         return self._probability(data)[0]
 
+    def predict_cumulative_incidence(self, data, times) -> pd.DataFrame:
+        """Probability of fracture by each time (years), death competing; patients x times."""
+        surv = self.predict_survival(data, times)
+        return self._survival_frame(1.0 - surv.to_numpy(), surv.index, surv.columns)
+
     def predict_survival(self, data, times) -> pd.DataFrame:
-        """Probability of no fracture by each time (years)."""
+        """Probability of no fracture by each time (years), death competing (1 - CIF)."""
+        self._check_fitted()
         p, index = self._probability(data)
         grid = np.asarray(times, dtype=np.float64)
         if self.recalibrate:
-            if not hasattr(self, "fracture_model_"):
-                raise NotFittedError("FraxColumn(recalibrate=True) must be fitted first")
             frame = pd.DataFrame({"frax_cloglog": self._cloglog(p)})
             surv = 1.0 - cumulative_incidence(
                 self.fracture_model_.baseline_hazard_,
@@ -96,4 +115,23 @@ class FraxColumn(RiskFromSurvival):
             )
         else:
             surv = (1.0 - p[:, None]) ** (grid[None, :] / 10.0)
-        return pd.DataFrame(surv, index=index, columns=pd.Index(grid, name="time (years)"))
+        return self._survival_frame(surv, index, grid)
+
+    def _state(self) -> tuple[dict, dict]:
+        state, tensors = {"n_train": self.n_train_, "models": {}}, {}
+        if self.recalibrate:
+            for name in ("fracture_model_", "death_model_"):
+                model = getattr(self, name)
+                sub_state, sub_tensors = model._state()
+                state["models"][name] = {"params": model.get_params(), "state": sub_state}
+                tensors.update({f"{name}.{k}": v for k, v in sub_tensors.items()})
+        return state, tensors
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict, tensors: dict) -> FraxColumn:
+        model = cls(**params)
+        model.n_train_ = state["n_train"]
+        for name, saved in state["models"].items():
+            sub = CoxPH._from_state(saved["params"], saved["state"], _prefixed(tensors, name))
+            setattr(model, name, sub)
+        return model

@@ -15,9 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from fracrisk._params import Interval, Options
 from fracrisk.baselines._competing import cumulative_incidence
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
+from fracrisk.models._base import SurvivalModel, _prefixed
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxStyleRefit"]
@@ -25,7 +27,7 @@ __all__ = ["FraxStyleRefit"]
 _AGE_CENTRE = 65.0
 
 
-class FraxStyleRefit:
+class FraxStyleRefit(SurvivalModel, name="frax_refit"):
     """FRAX-style competing-risk model refitted on a training cohort.
 
     Parameters
@@ -56,6 +58,15 @@ class FraxStyleRefit:
         estimated and is absorbed in the baseline hazards.
     """
 
+    risk_type = "absolute"
+    _fitted_attribute = "fracture_model_"
+    _parameter_constraints = {
+        "outcome": [Options("mof", "hip")],
+        "with_bmd": [Options(True, False)],
+        "ties": [Options("efron", "breslow")],
+        "penalizer": [Interval(float, 0, None)],
+    }
+
     def __init__(
         self,
         *,
@@ -64,8 +75,6 @@ class FraxStyleRefit:
         ties: str = "efron",
         penalizer: float = 0.0,
     ) -> None:
-        if outcome not in ("mof", "hip"):
-            raise ValueError(f"outcome must be 'mof' or 'hip', got {outcome!r}")
         self.outcome = outcome
         self.with_bmd, self.ties, self.penalizer = with_bmd, ties, penalizer
 
@@ -93,6 +102,7 @@ class FraxStyleRefit:
 
     def fit(self, data: Cohort | pd.DataFrame) -> FraxStyleRefit:
         """Fit the fracture (code 1, or hip) and death (code 2) cause-specific hazard models."""
+        self._validate_params()
         cohort = as_cohort(data)
         design = self._design(cohort.df)
         # A risk factor every training patient shares (e.g. prior_fracture after a hip
@@ -124,13 +134,8 @@ class FraxStyleRefit:
         options = {"ties": self.ties, "penalizer": self.penalizer}
         self.fracture_model_ = CoxPH(**options).fit(frames["fracture"], covariates=self.covariates_)
         self.death_model_ = CoxPH(**options).fit(frames["death"], covariates=self.covariates_)
+        self.n_train_ = len(cohort)
         return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "fracture_model_"):
-            from fracrisk.exceptions import NotFittedError
-
-            raise NotFittedError("this FraxStyleRefit is not fitted; call fit() first")
 
     def _cumulative_incidence(self, data, times) -> tuple[np.ndarray, pd.Index]:
         self._check_fitted()
@@ -145,19 +150,41 @@ class FraxStyleRefit:
         )
         return cif, index
 
-    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
-        """Probability of fracture by ``horizon`` years with death competing."""
-        cif, index = self._cumulative_incidence(data, [horizon])
-        return pd.Series(cif[:, 0], index=index, name=f"risk_{horizon:g}y")
+    def predict_cumulative_incidence(self, data, times) -> pd.DataFrame:
+        """Probability of fracture by each time (years), death competing; patients x times."""
+        cif, index = self._cumulative_incidence(data, times)
+        return self._survival_frame(cif, index, times)
 
     def predict_survival(self, data, times) -> pd.DataFrame:
         """1 - cumulative incidence of fracture (death competing), patients x times."""
         cif, index = self._cumulative_incidence(data, times)
-        return pd.DataFrame(
-            1.0 - cif,
-            index=index,
-            columns=pd.Index(np.asarray(times, dtype=np.float64), name="time (years)"),
-        )
+        return self._survival_frame(1.0 - cif, index, times)
+
+    def _state(self) -> tuple[dict, dict]:
+        state = {
+            "n_train": self.n_train_,
+            "covariates": self.covariates_,
+            "constant_dropped": self.constant_dropped_,
+            "models": {},
+        }
+        tensors = {}
+        for name in ("fracture_model_", "death_model_"):
+            model = getattr(self, name)
+            sub_state, sub_tensors = model._state()
+            state["models"][name] = {"params": model.get_params(), "state": sub_state}
+            tensors.update({f"{name}.{k}": v for k, v in sub_tensors.items()})
+        return state, tensors
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict, tensors: dict) -> FraxStyleRefit:
+        model = cls(**params)
+        model.n_train_ = state["n_train"]
+        model.covariates_ = state["covariates"]
+        model.constant_dropped_ = state["constant_dropped"]
+        for name, saved in state["models"].items():
+            sub = CoxPH._from_state(saved["params"], saved["state"], _prefixed(tensors, name))
+            setattr(model, name, sub)
+        return model
 
     def predict_score(self, data) -> np.ndarray:
         """Ranking score: the 10-year probability of fracture."""

@@ -17,7 +17,15 @@ from fracrisk.data.schema import BINARY_RISK_FACTORS, CANONICAL_CLINICAL, COLUMN
 from fracrisk.data.validation import find_problems, missing_mask, problem_at
 from fracrisk.exceptions import CohortValidationError, DataWarning, ValidationProblem
 
-__all__ = ["Cohort", "MissingReport", "as_cohort", "read_table", "table_and_ids"]
+__all__ = [
+    "Cohort",
+    "MissingReport",
+    "as_cohort",
+    "manifest_image_path",
+    "read_table",
+    "resolve_image_path",
+    "table_and_ids",
+]
 
 _MISSING_POLICIES = ("error", "drop", "impute")
 _ROLES_KEY = b"fracrisk.cohort"
@@ -74,7 +82,8 @@ class Cohort:
         Patient identifier, unique. ``None`` if the table has none; a column of that name
         is used only if present when left at its default.
     image_cols : sequence of str, default ()
-        Columns holding image file paths (CT volumes, radiographs).
+        Columns holding image file paths (CT volumes, radiographs). Relative paths start
+        from ``image_root``.
     covariates : sequence of str, default ()
         Extra covariates beyond the canonical clinical columns that models may use.
     missing : {"error", "drop", "impute"}, default "error"
@@ -88,6 +97,25 @@ class Cohort:
         Simulated ground truth aligned row for row with ``df`` (never used as covariates).
     source : str, optional
         Where the table came from, quoted in error messages.
+    image_root : path-like, optional
+        Directory that relative image paths start from (:attr:`image_root`). Default: the
+        working directory. :meth:`read` sets it to the manifest's directory.
+
+    Attributes
+    ----------
+    image_root : pathlib.Path or None
+        Directory that relative image paths in the table start from (None: the working
+        directory). :class:`~fracrisk.data.ImageCohortDataset` uses it when it is given
+        no ``image_root`` of its own.
+
+    Notes
+    -----
+    **Image paths in files.** :meth:`save` writes the paths of the ``image_cols`` relative
+    to the file's directory when the image lies under it (POSIX separators), and absolute
+    otherwise; :meth:`read` resolves relative paths against the file's directory (or its
+    ``image_root=``), never the working directory, and gives absolute paths. A folder
+    holding a manifest and its images can therefore be moved, copied or mounted elsewhere
+    and still be read.
 
     Raises
     ------
@@ -120,6 +148,7 @@ class Cohort:
         missing: str = "error",
         truth: pd.DataFrame | None = None,
         source: str | None = None,
+        image_root: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -131,6 +160,7 @@ class Cohort:
         self.image_cols = tuple(image_cols)
         self.covariates = tuple(covariates)
         self.source = source
+        self.image_root = None if image_root is None else Path(image_root)
         if truth is not None and len(truth) != len(df):
             raise ValueError(f"truth has {len(truth)} rows but df has {len(df)}")
 
@@ -308,6 +338,23 @@ class Cohort:
         Parquet keeps the roles in the file's metadata; CSV gets a sidecar
         ``<name>.cohort.json`` with the roles and column dtypes, so :meth:`read`
         round-trips exactly. ``truth`` (if any) is written beside as ``<stem>.truth<ext>``.
+
+        Image paths (the ``image_cols``) are written relative to the file's directory when
+        the image lies under it, else absolute (:func:`manifest_image_path`; a relative path
+        in the table is first taken from :attr:`image_root`, or the working directory), so
+        that the folder can be moved. :meth:`read` gives them back absolute.
+
+        Parameters
+        ----------
+        path : path-like
+            ``.csv`` or ``.parquet`` file.
+        overwrite : bool, default False
+            Replace an existing file.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -317,14 +364,49 @@ class Cohort:
             "dtypes": {c: str(t) for c, t in self.df.dtypes.items()},
             "index": list(self.df.index.names),
         }
-        _write_table(self.df, path, meta)
+        df = self.df
+        columns = [c for c in self.image_cols if c in df.columns]
+        if columns:
+            df = df.copy()
+            for column in columns:
+                df[column] = [
+                    manifest_image_path(value, path.parent, image_root=self.image_root)
+                    for value in df[column]
+                ]
+        _write_table(df, path, meta)
         if self.truth is not None:
             _write_table(self.truth, path.with_name(f"{path.stem}.truth{path.suffix}"), None)
         return path
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str], **kwargs) -> Cohort:
-        """Read a cohort from CSV or Parquet; roles come from the file, then from ``kwargs``."""
+    def read(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        image_root: str | os.PathLike[str] | None = None,
+        **kwargs,
+    ) -> Cohort:
+        """Read a cohort from CSV or Parquet; roles come from the file, then from ``kwargs``.
+
+        Parameters
+        ----------
+        path : path-like
+            ``.csv`` or ``.parquet`` file (a plain table, or one written by :meth:`save`).
+        image_root : path-like, optional
+            Directory that relative image paths in the file start from. Default: the
+            file's own directory (not the working directory), so that a moved folder of a
+            manifest and its images still reads.
+        **kwargs
+            Roles and options of :class:`Cohort` (e.g. ``image_cols=``, ``missing=``),
+            overriding those stored in the file.
+
+        Returns
+        -------
+        Cohort
+            With the ``image_cols`` as absolute paths (:func:`resolve_image_path`) and
+            :attr:`image_root` set to the directory they were resolved against (used by
+            :class:`~fracrisk.data.ImageCohortDataset` for any other relative path column).
+        """
         path = Path(path)
         df, meta = read_table(path)
         roles = dict(meta.get("roles", {})) if meta else {}
@@ -332,7 +414,11 @@ class Cohort:
         truth_path = path.with_name(f"{path.stem}.truth{path.suffix}")
         if "truth" not in roles and truth_path.exists():
             roles["truth"] = read_table(truth_path)[0]
-        return cls(df, source=str(path), **roles)
+        root = Path(os.path.abspath(path.parent if image_root is None else image_root))
+        for column in roles.get("image_cols", ()):
+            if column in df.columns:
+                df[column] = [resolve_image_path(value, root) for value in df[column]]
+        return cls(df, source=str(path), image_root=root, **roles)
 
 
 def table_and_ids(data: Cohort | pd.DataFrame) -> tuple[pd.DataFrame, pd.Index]:
@@ -357,6 +443,94 @@ def as_cohort(data: Cohort | pd.DataFrame, **kwargs) -> Cohort:
     if isinstance(data, pd.DataFrame):
         return Cohort(data, **kwargs)
     raise TypeError(f"expected a fracrisk Cohort or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _is_path_value(value) -> bool:
+    """A path to rewrite: a non-blank string or path object (missing values are kept)."""
+    return isinstance(value, (str, os.PathLike)) and bool(str(value).strip())
+
+
+def manifest_image_path(
+    value,
+    manifest_dir: str | os.PathLike[str],
+    *,
+    image_root: str | os.PathLike[str] | None = None,
+):
+    """How a manifest in ``manifest_dir`` stores an image path: relative when it can be.
+
+    Parameters
+    ----------
+    value : str or path-like
+        The image path as the table holds it; a relative path starts from ``image_root``.
+        Anything else (a missing value) is returned unchanged.
+    manifest_dir : path-like
+        Directory of the manifest file.
+    image_root : path-like, optional
+        Directory that a relative ``value`` starts from (default: the working directory).
+
+    Returns
+    -------
+    str or object
+        The path relative to ``manifest_dir``, with ``/`` separators, when the image lies
+        under it (also through a symlinked directory); else the absolute path.
+
+    Examples
+    --------
+    >>> manifest_image_path("/study/images/p1.nii.gz", "/study")
+    'images/p1.nii.gz'
+    >>> manifest_image_path("/elsewhere/p1.nii.gz", "/study")
+    '/elsewhere/p1.nii.gz'
+    >>> manifest_image_path("p1.png", "/study", image_root="/study/xray")
+    'xray/p1.png'
+    """
+    if not _is_path_value(value):
+        return value
+    image = Path(value)
+    if not image.is_absolute():
+        image = Path(image_root if image_root is not None else os.getcwd()) / image
+    image = Path(os.path.abspath(image))
+    base = Path(os.path.abspath(manifest_dir))
+    candidates = [(image, base)]
+    # The same directories reached through symlinks (the image's own name is kept, so a
+    # symlinked image file is stored as the link, not its target).
+    candidates.append(
+        (Path(os.path.realpath(image.parent)) / image.name, Path(os.path.realpath(base)))
+    )
+    for path, root in candidates:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return str(image)
+
+
+def resolve_image_path(value, base: str | os.PathLike[str]):
+    """An image path read from a manifest, made absolute against ``base``.
+
+    Parameters
+    ----------
+    value : str or path-like
+        The path as the manifest stores it. Absolute paths and missing values are
+        returned unchanged.
+    base : path-like
+        The directory relative paths start from: the manifest's directory, or the
+        ``image_root`` given.
+
+    Returns
+    -------
+    str or object
+        ``str(base / value)`` for a relative path (``base`` made absolute), else ``value``.
+
+    Examples
+    --------
+    >>> resolve_image_path("images/p1.nii.gz", "/study")
+    '/study/images/p1.nii.gz'
+    >>> resolve_image_path("/data/p1.nii.gz", "/study")
+    '/data/p1.nii.gz'
+    """
+    if not _is_path_value(value) or Path(value).is_absolute():
+        return value
+    return str(Path(os.path.abspath(base)) / value)
 
 
 def _normalise_dtypes(df: pd.DataFrame, time_col: str, event_col: str) -> pd.DataFrame:

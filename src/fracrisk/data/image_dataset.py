@@ -80,7 +80,9 @@ import fracrisk.imaging.io as _io
 import fracrisk.imaging.keypoints as _keypoints
 from fracrisk._io import atomic_path
 from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.data.schema import DEFAULT_IMAGE_COLUMNS, SPINE_KEYPOINTS_COLUMN
 from fracrisk.exceptions import DataWarning, NotFittedError, NoUsableImagesError
+from fracrisk.imaging.anatomy import N_KEYPOINTS, VERTEBRA_CORNERS, VERTEBRAE
 from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import _check_size as _check_image_size
 from fracrisk.imaging.drr import _check_views, _check_window, render_drr
@@ -95,16 +97,12 @@ from fracrisk.preprocessing import TabularPreprocessor
 __all__ = ["ImageCohortDataset", "ImageFailure", "failure_table"]
 
 _FORMAT = "fracrisk-image-dataset/1"
-#: Image path columns written by :func:`fracrisk.simulate.cohort`, by kind.
-_DEFAULT_COLUMNS = {"drr": "hip_ct_path", "patches": "spine_xray_path"}
-#: The simulator's keypoint column: JSON text of the (5, 4, 2) corners.
-_SIMULATOR_KEYPOINTS = "spine_keypoints"
 _DEFAULT_SIZES = {"drr": (224, 224), "patches": (64, 64)}
 _NORMALISATIONS = ("zscore", None)
 _FILE_IDENTITIES = ("content", "stat")
 _ON_ERROR = ("raise", "skip")
 _EVENT_OF_INTEREST = 1  # fracture (EVENT_CODES)
-_N_CORNERS = 20
+_KEYPOINT_SHAPE = (len(VERTEBRAE), len(VERTEBRA_CORNERS), 2)
 
 
 @dataclass(frozen=True)
@@ -350,14 +348,14 @@ def _parse_keypoints(value) -> np.ndarray:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"not numeric coordinates ({err})") from err
-    if array.size != 2 * _N_CORNERS:
+    if array.size != 2 * N_KEYPOINTS:
         raise ValueError(
             f"expected the 20 corners (x, y) of L1-L5 (40 numbers, shape (5, 4, 2), (20, 2) "
             f"or (40,)), got shape {array.shape}"
         )
     if not np.isfinite(array).all():
         raise ValueError("corners must be finite (NaN or infinite coordinate)")
-    return array.reshape(5, 4, 2)
+    return array.reshape(_KEYPOINT_SHAPE)
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -440,8 +438,10 @@ class ImageCohortDataset(Dataset):
         :func:`fracrisk.imaging.load_keypoint_detector`); default the shipped one. It runs
         once per radiograph and its result is cached (keyed by its weights).
     image_root : path-like, optional
-        Directory that relative image paths are relative to (default: the working
-        directory).
+        Directory that relative image paths are relative to. Default: the cohort's
+        :attr:`~fracrisk.data.Cohort.image_root` (the manifest's directory for a cohort
+        read by :meth:`~fracrisk.data.Cohort.read`, which also makes its declared image
+        columns absolute), else the working directory.
     file_identity : {"content", "stat"}, default "content"
         How cache keys identify an image file: by its bytes, or by path, size and
         modification time (faster for very large cohorts; a file rewritten in place within
@@ -557,13 +557,15 @@ class ImageCohortDataset(Dataset):
         self.file_identity = file_identity
         self.size = _check_size(size, kind)
         df = cohort.df
-        self.image_column = _DEFAULT_COLUMNS[kind] if image_column is None else image_column
+        self.image_column = DEFAULT_IMAGE_COLUMNS[kind] if image_column is None else image_column
         if self.image_column not in df.columns:
             hint = f"; image columns of the cohort: {list(cohort.image_cols)}"
             raise ValueError(
                 f"image column {self.image_column!r} is not in the table{hint}; name it with "
                 "image_column="
             )
+        if image_root is None:
+            image_root = getattr(cohort, "image_root", None)
         self.image_root = None if image_root is None else Path(image_root)
 
         # Options of the deterministic preprocessing (all part of the cache keys).
@@ -715,12 +717,12 @@ class ImageCohortDataset(Dataset):
 
     def _read_manifest_keypoints(self, df, keypoint_columns, failures) -> None:
         if keypoint_columns is None:
-            columns = (_SIMULATOR_KEYPOINTS,) if _SIMULATOR_KEYPOINTS in df.columns else ()
+            columns = (SPINE_KEYPOINTS_COLUMN,) if SPINE_KEYPOINTS_COLUMN in df.columns else ()
         elif isinstance(keypoint_columns, str):
             columns = (keypoint_columns,)
         else:
             columns = tuple(keypoint_columns)
-        if columns and len(columns) not in (1, 2 * _N_CORNERS):
+        if columns and len(columns) not in (1, 2 * N_KEYPOINTS):
             raise ValueError(
                 "keypoint_columns must be one column (40 numbers per row) or 40 numeric "
                 f"columns (x, y of L1 AS, PS, PI, AI, ..., L5 AI), got {len(columns)} columns"
@@ -996,7 +998,7 @@ class ImageCohortDataset(Dataset):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """Shape of an item's image before the transform: ``(V, H, W)`` or ``(5, h, w)``."""
-        channels = len(self.views) if self.kind == "drr" else 5
+        channels = len(self.views) if self.kind == "drr" else len(VERTEBRAE)
         return (channels, *self.size)
 
     @property

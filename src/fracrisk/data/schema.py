@@ -13,12 +13,32 @@ __all__ = [
     "BINARY_RISK_FACTORS",
     "CANONICAL_CLINICAL",
     "COLUMN_SPECS",
+    "DEFAULT_IMAGE_COLUMNS",
     "EVENT_CODES",
+    "HIP_CT_COLUMN",
+    "SPINE_KEYPOINTS_COLUMN",
+    "SPINE_PIXEL_SPACING_COLUMN",
+    "SPINE_XRAY_COLUMN",
     "ColumnSpec",
 ]
 
 #: Event codes: 0 censored, 1 fracture (the event of interest), 2 death (competing event).
 EVENT_CODES: dict[int, str] = {0: "censored", 1: "fracture", 2: "death (competing)"}
+
+# Image columns: what ``fracrisk simulate`` writes and, by default, what
+# ImageCohortDataset and ``fracrisk prepare-images`` read.
+
+#: Path of the hip CT (a NIfTI file or a DICOM series directory).
+HIP_CT_COLUMN = "hip_ct_path"
+#: Path of the lateral lumbar spine radiograph (PNG, TIFF or DICOM).
+SPINE_XRAY_COLUMN = "spine_xray_path"
+#: The radiograph's 20 vertebral-body corners: JSON text of the ``(5, 4, 2)`` ``(x = col,
+#: y = row)`` pixel coordinates, L1..L5 x (AS, PS, PI, AI) (:mod:`fracrisk.imaging.anatomy`).
+SPINE_KEYPOINTS_COLUMN = "spine_keypoints"
+#: The radiograph's pixel size in mm.
+SPINE_PIXEL_SPACING_COLUMN = "spine_pixel_spacing_mm"
+#: The default image path column of each kind of image dataset.
+DEFAULT_IMAGE_COLUMNS: dict[str, str] = {"drr": HIP_CT_COLUMN, "patches": SPINE_XRAY_COLUMN}
 
 
 @dataclass(frozen=True)

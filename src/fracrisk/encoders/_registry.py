@@ -70,7 +70,8 @@ def create_encoder(name: str, **kwargs) -> nn.Module:
     Returns
     -------
     torch.nn.Module
-        The encoder, with attribute ``num_features``.
+        The encoder, with attributes ``num_features`` and ``registry_config`` (its name and
+        ``kwargs``, from which a saved model rebuilds it).
 
     Raises
     ------
@@ -92,4 +93,7 @@ def create_encoder(name: str, **kwargs) -> nn.Module:
         raise ValueError(
             f"unknown encoder {name!r}; registered encoders: {', '.join(list_encoders())}"
         )
-    return _ENCODERS[name](**kwargs)
+    encoder = _ENCODERS[name](**kwargs)
+    # How to build it again: what a saved model records instead of the module.
+    encoder.registry_config = {"name": name, "kwargs": dict(kwargs)}
+    return encoder

@@ -19,11 +19,12 @@ from torch import nn
 from fracrisk.encoders._common import check_choice, check_image_stack
 from fracrisk.encoders._registry import register_encoder
 from fracrisk.encoders.backbones import DEFAULT_BACKBONE, create_backbone
+from fracrisk.imaging.anatomy import VERTEBRAE
 
 __all__ = ["LUMBAR_LEVELS", "VertebralPatchEncoder"]
 
 #: The vertebral levels of Kong et al. 2022, in the order of the input channels.
-LUMBAR_LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "L4", "L5")
+LUMBAR_LEVELS: tuple[str, ...] = VERTEBRAE  # the one definition, in fracrisk.imaging.anatomy
 
 _POOLING = ("attention", "mean", "max", "concat")
 

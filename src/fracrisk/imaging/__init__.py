@@ -1,5 +1,6 @@
 """Images: loaders, DRRs from CT volumes, spine keypoint detection and vertebral patches."""
 
+from fracrisk.imaging.anatomy import N_KEYPOINTS, VERTEBRA_CORNERS, VERTEBRAE
 from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import (
     MU_WATER_PER_MM,
@@ -25,6 +26,7 @@ from fracrisk.imaging.keypoints import (
     detect_keypoints,
     keypoint_errors_mm,
     load_keypoint_detector,
+    normalise_radiographs,
     save_keypoint_detector,
     train_keypoint_detector,
     vertebrae_found,
@@ -69,8 +71,11 @@ __all__ = [
     "ImageReadError",
     "KeypointNet",
     "MU_WATER_PER_MM",
+    "N_KEYPOINTS",
     "Radiograph",
     "TRANSFORMS",
+    "VERTEBRAE",
+    "VERTEBRA_CORNERS",
     "VIEWS",
     "detect_keypoints",
     "detector_rays",
@@ -82,6 +87,7 @@ __all__ = [
     "load_keypoint_detector",
     "load_radiograph",
     "map_points",
+    "normalise_radiographs",
     "patch_transform",
     "project_points",
     "render_drr",

@@ -1,8 +1,8 @@
 r"""Vertebral-body corner detection on lateral lumbar radiographs (a small heatmap U-Net).
 
 The detector finds the 20 corners of L1..L5 (anterior-superior, posterior-superior,
-posterior-inferior, anterior-inferior, as :func:`fracrisk.simulate.lateral_radiograph` and
-:mod:`fracrisk.imaging.patches` order them) from which the vertebral patches are cut.
+posterior-inferior, anterior-inferior, in the order of :mod:`fracrisk.imaging.anatomy`, which
+:mod:`fracrisk.imaging.patches` follows) from which the vertebral patches are cut.
 
 Model
 -----
@@ -16,7 +16,8 @@ pixel coordinates under its spatial softmax), which is differentiable.
 Normalisation
 -------------
 Each radiograph (line integrals) is standardised on its own: ``(x - mean) / std`` over the
-image. :func:`detect_keypoints` applies it itself, so it takes raw radiographs.
+image (:func:`normalise_radiographs`). :func:`detect_keypoints` applies it itself, so it
+takes raw radiographs.
 
 Training
 --------
@@ -24,18 +25,27 @@ Training
 heatmap's spatial softmax and a normalised Gaussian target (sigma 2 px) plus
 ``coord_weight`` times the L1 distance (px) between the soft-argmax and the true corner.
 Augmentation: small intensity jitter (gain, offset, gamma-like curvature, noise) only; no
-flips, which would swap anterior and posterior.
+flips, which would swap anterior and posterior. It trains on fracrisk's Lightning engine
+(:func:`fracrisk.training.fit_lightning`, with :class:`KeypointLightningModule` and
+:class:`KeypointDataModule`): Lightning's accelerators and precision, atomic checkpoints
+and ``resume=True``. The shuffle and the augmentation of every epoch are seeded from
+``(seed, epoch)`` alone, so a resumed run is bit-identical to an uninterrupted one.
 
 Weights
 -------
 Saved as safetensors plus a JSON config (format, architecture, image size, normalisation,
 versions); :func:`load_keypoint_detector` never unpickles anything. The shipped detector
 (``imaging/data/spine_keypoints.*``) was trained on simulated radiographs
-(:func:`simulate_training_set`, seed 0).
+(:func:`fracrisk.simulate.simulate_training_set`, seed 0, by ``fracrisk train-keypoints``
+with the training loop that preceded the Lightning engine, so training again now gives other
+weights than those).
+This module does not depend on the simulator: any ``(images, keypoints)`` training set will
+do.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -48,19 +58,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fracrisk.imaging.anatomy import KEYPOINT_LAYOUT, N_KEYPOINTS, VERTEBRA_CORNERS, VERTEBRAE
+from fracrisk.training.config import TRAINING_CONSTRAINTS, TrainingConfig, resolve_accelerator
+
+#: Defined on first use (they need Lightning, which ``import fracrisk`` does not import).
+_LIGHTNING_CLASSES = ("KeypointDataModule", "KeypointLightningModule")
+
 __all__ = [
+    *_LIGHTNING_CLASSES,
     "KeypointNet",
     "detect_keypoints",
     "keypoint_errors_mm",
     "load_keypoint_detector",
+    "normalise_radiographs",
     "save_keypoint_detector",
-    "simulate_training_set",
     "train_keypoint_detector",
     "vertebrae_found",
 ]
 
 _FORMAT = "fracrisk-keypoints/1"
-_N_KEYPOINTS = 20
+_N_LEVELS, _N_CORNERS = len(VERTEBRAE), len(VERTEBRA_CORNERS)
 _DATA_DIR = Path(__file__).parent / "data"
 _SHIPPED = _DATA_DIR / "spine_keypoints"
 _NORMALISATION = "per-image z-score: (x - mean(x)) / std(x)"
@@ -107,7 +124,7 @@ class KeypointNet(nn.Module):
     def __init__(
         self,
         channels: tuple[int, ...] | list[int] = (16, 24, 32, 48, 56),
-        n_keypoints: int = _N_KEYPOINTS,
+        n_keypoints: int = N_KEYPOINTS,
         image_size: tuple[int, int] = _DEFAULT_SIZE,
     ) -> None:
         super().__init__()
@@ -186,8 +203,20 @@ class KeypointNet(nn.Module):
 # --------------------------------------------------------------------------- data
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    """Per-image z-score of ``(B, H, W)`` or ``(B, 1, H, W)`` images (float32)."""
+def normalise_radiographs(images: torch.Tensor) -> torch.Tensor:
+    """Per-image z-score of radiographs, as the detector expects its input.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        ``(B, H, W)`` or ``(B, 1, H, W)`` raw radiographs (line integrals or pixel values).
+
+    Returns
+    -------
+    torch.Tensor
+        float32, the same shape: ``(x - mean(x)) / std(x)`` over each image (the standard
+        deviation floored at 1e-6, so a constant image becomes zeros).
+    """
     x = images.float()
     dims = tuple(range(1, x.ndim))
     mean = x.mean(dim=dims, keepdim=True)
@@ -195,70 +224,7 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std.clamp_min(1e-6)
 
 
-def _simulate_one(seed: int, index: int):
-    """One random simulated patient's lateral radiograph (independent stream per index)."""
-    from fracrisk.simulate.spine import lateral_radiograph, spine_volume
-
-    rng = np.random.default_rng([int(seed), int(index), 0x6B70])
-    grades = np.where(rng.random(5) < 0.55, 0, rng.integers(1, 4, 5))
-    kinds = rng.choice(["wedge", "biconcave", "crush"], 5)
-    t_score = float(np.clip(rng.normal(-1.5, 1.3), -4.5, 2.0))
-    spine = spine_volume(
-        femoral_neck_bmd=float(max(0.858 + 0.120 * t_score, 0.3)),
-        z=float(rng.normal()),
-        genant_grades=[int(g) for g in grades],
-        deformity_types=[str(k) if g else "none" for g, k in zip(grades, kinds, strict=True)],
-        bmi=float(np.clip(rng.normal(27.0, 4.5), 17.0, 45.0)),
-        sex="M" if rng.random() < 0.3 else "F",
-        rng=rng,
-    )
-    return lateral_radiograph(spine)
-
-
-def simulate_training_set(n: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Simulated lateral radiographs with their exact corners, for training or testing.
-
-    Each image is a random patient: femoral-neck T-score ~ N(-1.5, 1.3), bone quality
-    ``z`` ~ N(0, 1), BMI ~ N(27, 4.5), 30% men, and each of L1..L5 fractured with
-    probability 0.45 (Genant grade 1-3, uniformly a wedge, biconcave or crush deformity).
-    Image ``i`` of seed ``s`` is drawn from its own random stream ``(s, i)``: the first ``n``
-    images of a seed do not depend on ``n``, and different seeds give different images.
-
-    Parameters
-    ----------
-    n : int
-        Number of radiographs.
-    seed : int, default 0
-        Seed of the set.
-
-    Returns
-    -------
-    images : torch.Tensor
-        float32 ``(n, 1, H, W)``, normalised (per-image z-score, as the detector expects).
-    keypoints : torch.Tensor
-        float32 ``(n, 20, 2)``: ``(x = col, y = row)`` pixels, L1..L5 x (AS, PS, PI, AI).
-        The pixel spacing is 1 mm.
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    images, points = [], []
-    for i in range(int(n)):
-        radiograph = _simulate_one(int(seed), i)
-        images.append(radiograph.image)
-        points.append(radiograph.keypoints.reshape(_N_KEYPOINTS, 2))
-    x = _normalise(torch.from_numpy(np.stack(images))[:, None])
-    return x, torch.from_numpy(np.stack(points)).float()
-
-
 # --------------------------------------------------------------------------- training
-
-
-def _resolve_device(device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _gaussian_targets(points: torch.Tensor, h: int, w: int, sigma: float) -> torch.Tensor:
@@ -276,22 +242,243 @@ def _keypoint_loss(
 ) -> torch.Tensor:
     b, k, h, w = logits.shape
     target = _gaussian_targets(points, h, w, sigma).reshape(b, k, h * w)
-    log_prob = torch.log_softmax(logits.reshape(b, k, h * w), -1)
+    log_prob = torch.log_softmax(logits.reshape(b, k, h * w).float(), -1)
     heatmap = -(target * log_prob).sum(-1).mean()
     coords = KeypointNet.soft_argmax(logits)
     return heatmap + coord_weight * (coords - points).abs().sum(-1).mean()
 
 
-def _jitter(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Small intensity jitter of normalised images: gain, offset, curvature, noise."""
+def _jitter(x: torch.Tensor) -> torch.Tensor:
+    """Small intensity jitter of normalised images: gain, offset, curvature, noise.
+
+    Drawn from torch's global generator, which the training module reseeds from
+    ``(seed, epoch)`` at the start of every epoch.
+    """
     b = x.shape[0]
 
     def u(scale):
-        return (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * scale
+        return (torch.rand(b, 1, 1, 1, device=x.device) * 2 - 1) * scale
 
     gain, offset, curve = 1 + u(0.1), u(0.1), u(0.05)
-    noise = torch.randn(x.shape, generator=generator) * 0.03
-    return (x * gain + offset + curve * x * x + noise.to(x.device)).to(x.dtype)
+    noise = torch.randn(x.shape, device=x.device) * 0.03
+    return (x * gain + offset + curve * x * x + noise).to(x.dtype)
+
+
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's shuffle: a function of (seed, epoch) alone.
+
+    A stream of its own, apart from :func:`fracrisk.training.module.epoch_seed` (which
+    seeds the augmentation), so the order and the jitter are not drawn from equal seeds.
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch), 1]).generate_state(1, np.uint64)
+    return int(state[0] >> 1)
+
+
+class _ShuffledBatchSampler(torch.utils.data.Sampler):
+    """Shuffled global batches whose order depends on ``(seed, epoch)`` only; one rank's part.
+
+    The ``n`` items are permuted by a :class:`torch.Generator` seeded from ``(seed, epoch)``
+    and cut into global batches of ``batch_size`` (the last may be smaller). Each global
+    batch is split into ``world_size`` contiguous parts (sizes differing by at most one),
+    one per rank; a last global batch smaller than ``world_size`` is dropped so that no
+    rank gets an empty batch. Lightning calls :meth:`set_epoch` before every epoch.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if batch_size < world_size:
+            raise ValueError(
+                f"batch_size {batch_size} is smaller than the number of processes "
+                f"{world_size}: some ranks would get no radiograph"
+            )
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration gives."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(_shuffle_seed(self.seed, self.epoch))
+        for batch in torch.randperm(self.n, generator=generator)[: self._used()].split(
+            self.batch_size
+        ):
+            yield batch.tensor_split(self.world_size)[self.rank].tolist()
+
+    def _used(self) -> int:
+        full, last = divmod(self.n, self.batch_size)
+        return full * self.batch_size + (last if last >= self.world_size else 0)
+
+    def __len__(self) -> int:
+        return math.ceil(self._used() / self.batch_size)
+
+
+@functools.cache
+def _lightning_classes() -> dict[str, type]:
+    """The Lightning classes of detector training, defined on first use.
+
+    Lightning takes seconds to import; ``import fracrisk`` (which imports this module)
+    does not pay for it until a detector is trained.
+    """
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fracrisk.training.module import epoch_seed
+
+    class KeypointLightningModule(pl.LightningModule):
+        """Trains a :class:`KeypointNet` on the heatmap and coordinate loss.
+
+        Per corner: the cross-entropy between the heatmap's spatial softmax and a
+        normalised Gaussian target (``sigma`` px) plus ``coord_weight`` times the L1
+        distance (px) between the soft-argmax and the true corner, averaged over the batch.
+        Training images get a small intensity jitter (gain, offset, curvature, noise).
+        torch is reseeded from ``(config.seed, epoch)`` at every epoch start, so a resumed
+        run is bit-identical to an uninterrupted one.
+
+        Parameters
+        ----------
+        network : KeypointNet
+            Trained in place.
+        config : TrainingConfig
+            Learning rate, weight decay, schedule, epochs and seed.
+        steps_per_epoch : int
+            Optimiser steps per epoch (for the one-cycle schedule).
+        sigma : float, default 2.0
+            Standard deviation (px) of the Gaussian heatmap targets.
+        coord_weight : float, default 0.1
+            Weight of the coordinate loss (per px) against the heatmap loss.
+        """
+
+        def __init__(
+            self,
+            network: KeypointNet,
+            config: TrainingConfig,
+            steps_per_epoch: int,
+            *,
+            sigma: float = 2.0,
+            coord_weight: float = 0.1,
+        ) -> None:
+            super().__init__()
+            self.network = network
+            self.config = config
+            self.steps_per_epoch = max(int(steps_per_epoch), 1)
+            self.sigma, self.coord_weight = float(sigma), float(coord_weight)
+            self._train_sum, self._train_n = 0.0, 0
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            """Heatmap logits of normalised images."""
+            return self.network(images)
+
+        def on_train_epoch_start(self) -> None:
+            """Reseed the augmentation from (seed, epoch); point the sampler at the epoch."""
+            epoch = self.current_epoch
+            torch.manual_seed(epoch_seed(self.config.seed, epoch))
+            sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            self._train_sum, self._train_n = 0.0, 0
+
+        def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+            """Loss of one batch of jittered images."""
+            images, points = batch
+            logits = self.network(_jitter(images))
+            loss = _keypoint_loss(logits, points, self.sigma, self.coord_weight)
+            self._train_sum += float(loss.detach()) * len(images)
+            self._train_n += len(images)
+            return loss
+
+        def epoch_train_loss(self) -> float:
+            """Mean training loss per radiograph over the epoch so far."""
+            return self._train_sum / max(self._train_n, 1)
+
+        def on_train_epoch_end(self) -> None:
+            """Log the epoch's mean training loss."""
+            self.log("train_loss", self.epoch_train_loss(), prog_bar=True, sync_dist=False)
+
+        def configure_optimizers(self):
+            """AdamW, with the configured schedule (one-cycle peaks after 15% of the steps)."""
+            config = self.config
+            optimiser = torch.optim.AdamW(
+                self.network.parameters(),
+                lr=config.learning_rate,
+                weight_decay=config.weight_decay,
+            )
+            if config.lr_schedule == "onecycle":
+                schedule = torch.optim.lr_scheduler.OneCycleLR(
+                    optimiser,
+                    max_lr=config.learning_rate,
+                    total_steps=config.max_epochs * self.steps_per_epoch,
+                    pct_start=0.15,
+                )
+                return {
+                    "optimizer": optimiser,
+                    "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+                }
+            if config.lr_schedule == "cosine":
+                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                    optimiser, T_max=config.max_epochs
+                )
+                return {
+                    "optimizer": optimiser,
+                    "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
+                }
+            return optimiser
+
+    class KeypointDataModule(pl.LightningDataModule):
+        """The training loader of ``(images, keypoints)`` tensors, built once the rank is known.
+
+        Batches come from a shuffle seeded by ``(config.seed, epoch)`` alone, each global
+        batch of ``config.batch_size`` dealt out to the ranks.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            ``(n, 1, H, W)`` normalised images.
+        keypoints : torch.Tensor
+            ``(n, 20, 2)`` ``(x, y)`` pixel corners.
+        config : TrainingConfig
+            Batch size, seed and loader workers.
+        """
+
+        def __init__(
+            self, images: torch.Tensor, keypoints: torch.Tensor, config: TrainingConfig
+        ) -> None:
+            super().__init__()
+            self.images, self.keypoints, self.config = images, keypoints, config
+
+        def train_dataloader(self) -> DataLoader:
+            """The loader of this rank's part of every shuffled global batch."""
+            sampler = _ShuffledBatchSampler(
+                len(self.images),
+                self.config.batch_size,
+                seed=self.config.seed,
+                rank=self.trainer.global_rank,
+                world_size=self.trainer.world_size,
+            )
+            workers = self.config.num_workers
+            return DataLoader(
+                TensorDataset(self.images, self.keypoints),
+                batch_sampler=sampler,
+                generator=torch.Generator().manual_seed(self.config.seed),
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+
+    classes = {
+        "KeypointDataModule": KeypointDataModule,
+        "KeypointLightningModule": KeypointLightningModule,
+    }
+    for cls in classes.values():  # importable (and picklable) as fracrisk.imaging.keypoints.X
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return classes
+
+
+def __getattr__(name: str):
+    if name in _LIGHTNING_CLASSES:
+        return _lightning_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_training_data(images, keypoints) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,9 +488,9 @@ def _check_training_data(images, keypoints) -> tuple[torch.Tensor, torch.Tensor]
         images = images[:, None]
     if images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"images must be (n, 1, H, W) or (n, H, W), got {tuple(images.shape)}")
-    if keypoints.ndim == 4 and keypoints.shape[1:3] == (5, 4):
-        keypoints = keypoints.reshape(len(keypoints), _N_KEYPOINTS, 2)
-    if keypoints.ndim != 3 or keypoints.shape[1:] != (_N_KEYPOINTS, 2):
+    if keypoints.ndim == 4 and keypoints.shape[1:3] == (_N_LEVELS, _N_CORNERS):
+        keypoints = keypoints.reshape(len(keypoints), N_KEYPOINTS, 2)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (N_KEYPOINTS, 2):
         raise ValueError(
             f"keypoints must be (n, 20, 2) or (n, 5, 4, 2), got {tuple(keypoints.shape)}"
         )
@@ -317,6 +504,15 @@ def _check_training_data(images, keypoints) -> tuple[torch.Tensor, torch.Tensor]
     return images, keypoints
 
 
+def _check_training_options(**options) -> None:
+    """Lightning options, against the constraints every estimator declares for them."""
+    for name, value in options.items():
+        allowed = TRAINING_CONSTRAINTS[name]
+        if not any(value is None if c is None else c.accepts(value) for c in allowed):
+            what = " or ".join("None" if c is None else str(c) for c in allowed)
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 def train_keypoint_detector(
     images,
     keypoints,
@@ -325,35 +521,49 @@ def train_keypoint_detector(
     batch_size: int = 16,
     lr: float = 2e-3,
     seed: int = 0,
-    device: str | torch.device = "auto",
+    accelerator: str = "auto",
+    precision: str | None = None,
     progress: bool = False,
     sigma: float = 2.0,
     coord_weight: float = 0.1,
     channels: tuple[int, ...] = (16, 24, 32, 48, 56),
     time_limit: float | None = None,
     history: list | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> KeypointNet:
     """Train a :class:`KeypointNet` on normalised radiographs and their corners.
+
+    Training runs on fracrisk's Lightning engine (:func:`fracrisk.training.fit_lightning`)
+    with a :class:`KeypointLightningModule`: AdamW (weight decay 1e-4) under a one-cycle
+    learning-rate schedule, per step, peaking after 15% of the steps. There is no
+    validation split: the network of the last epoch is returned.
 
     Parameters
     ----------
     images : torch.Tensor or numpy.ndarray
-        ``(n, 1, H, W)`` (or ``(n, H, W)``) normalised images, as from
-        :func:`simulate_training_set`; ``H`` and ``W`` multiples of 16 with the default
-        channels.
+        ``(n, 1, H, W)`` (or ``(n, H, W)``) normalised images
+        (:func:`normalise_radiographs`), e.g. from
+        :func:`fracrisk.simulate.simulate_training_set`; ``H`` and ``W`` multiples of 16
+        with the default channels.
     keypoints : torch.Tensor or numpy.ndarray
         ``(n, 20, 2)`` or ``(n, 5, 4, 2)`` ``(x, y)`` pixel corners.
     epochs : int
-        Passes over the data (AdamW, one-cycle learning-rate schedule).
+        Passes over the data.
     batch_size : int, default 16
     lr : float, default 2e-3
         Peak learning rate.
     seed : int, default 0
-        Seeds initialisation, shuffling and augmentation (the global RNG is untouched).
-    device : str or torch.device, default "auto"
-        ``"auto"``: CUDA if available, else CPU.
+        Non-negative. Seeds initialisation, and the shuffle and augmentation of every
+        epoch from (seed, epoch) alone (the caller's random state is untouched).
+    accelerator : {"auto", "cpu", "gpu", "cuda", "mps"}, default "auto"
+        Lightning's accelerator; ``"auto"``: CUDA if available, else the CPU. Asking for a
+        GPU that is absent raises :class:`~fracrisk.exceptions.DeviceUnavailableError`.
+    precision : str, optional
+        Lightning's precision; by default ``"bf16-mixed"`` on a GPU and ``"32-true"``
+        elsewhere. The loss is computed in float32.
     progress : bool, default False
-        Print the mean loss after each epoch.
+        Lightning's progress bar (with the epoch's mean loss).
     sigma : float, default 2.0
         Standard deviation (px) of the Gaussian heatmap targets.
     coord_weight : float, default 0.1
@@ -363,13 +573,29 @@ def train_keypoint_detector(
     time_limit : float, optional
         Stop after the epoch during which this many seconds have passed.
     history : list, optional
-        Appended with the mean loss of every epoch.
+        Appended with the mean loss of every epoch (those of the earlier run too when
+        resuming).
+    checkpoint_dir : str or os.PathLike, optional
+        Where ``last.ckpt`` is written (atomically) after every epoch, with a CSV log.
+    resume : bool, default False
+        Go on from ``checkpoint_dir/last.ckpt`` (from scratch when there is none yet).
+        Pass the same data and arguments as the interrupted run: the result is then
+        bit-identical to an uninterrupted one.
 
     Returns
     -------
     KeypointNet
         In eval mode, on the CPU.
+
+    Raises
+    ------
+    DeviceUnavailableError
+        If ``accelerator`` asks for a GPU that is absent.
+    FileExistsError
+        If ``checkpoint_dir`` holds a checkpoint and ``resume`` is False.
     """
+    from fracrisk.training.engine import fit_lightning
+
     images, keypoints = _check_training_data(images, keypoints)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -381,7 +607,12 @@ def train_keypoint_detector(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if not (sigma > 0 and coord_weight >= 0):
         raise ValueError(f"sigma must be > 0 and coord_weight >= 0, got {sigma}, {coord_weight}")
-    dev = _resolve_device(device)
+    if time_limit is not None and not (time_limit >= 0):
+        raise ValueError(f"time_limit must be a non-negative number of seconds, got {time_limit}")
+    _check_training_options(
+        seed=seed, accelerator=accelerator, precision=precision, checkpoint_dir=checkpoint_dir
+    )
+    resolve_accelerator(accelerator)  # an absent GPU fails here, before any work
     n, _, h, w = images.shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -389,35 +620,53 @@ def train_keypoint_detector(
     m = model.multiple
     if h % m or w % m:
         raise ValueError(f"image height and width must be multiples of {m}, got {(h, w)}")
-    model.to(dev).train()
-    generator = torch.Generator().manual_seed(int(seed))
-    steps_per_epoch = math.ceil(n / batch_size)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=lr, total_steps=int(epochs) * steps_per_epoch, pct_start=0.15
+    config = TrainingConfig(
+        learning_rate=float(lr),
+        weight_decay=1e-4,
+        batch_size=int(batch_size),
+        max_epochs=int(epochs),
+        early_stopping=None,
+        lr_schedule="onecycle",
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        checkpoint_dir=checkpoint_dir,
+        seed=int(seed),
+        progress=bool(progress),
     )
-    start = time.monotonic()
-    for epoch in range(int(epochs)):
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = order[i : i + batch_size]
-            x = _jitter(images[idx], generator).to(dev)
-            loss = _keypoint_loss(model(x), keypoints[idx].to(dev), sigma, coord_weight)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-        mean_loss = total / n
-        if history is not None:
-            history.append(mean_loss)
-        if progress:
-            elapsed = time.monotonic() - start
-            print(f"epoch {epoch + 1}/{epochs}: loss {mean_loss:.4f} ({elapsed:.0f} s)")
-        if time_limit is not None and time.monotonic() - start > time_limit:
-            break
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    classes = _lightning_classes()
+    module = classes["KeypointLightningModule"](
+        model, config, steps_per_epoch, sigma=sigma, coord_weight=coord_weight
+    )
+    callbacks = [] if time_limit is None else [_time_limit_callback(float(time_limit))]
+    result = fit_lightning(
+        module,
+        classes["KeypointDataModule"](images, keypoints, config),
+        config,
+        has_validation=False,
+        steps_per_epoch=steps_per_epoch,
+        resume=resume,
+        callbacks=callbacks,
+    )
+    if history is not None:
+        history.extend(result.history.train_loss)
     return model.cpu().eval()
+
+
+def _time_limit_callback(seconds: float):
+    """A Lightning callback that stops training after the epoch in which ``seconds`` passed."""
+    import lightning.pytorch as pl
+
+    class _TimeLimit(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.start = time.monotonic()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if time.monotonic() - self.start > seconds:
+                trainer.should_stop = True
+
+    return _TimeLimit()
 
 
 # --------------------------------------------------------------------------- save / load
@@ -459,7 +708,7 @@ def save_keypoint_detector(model: KeypointNet, path) -> tuple[Path, Path]:
         "architecture": "KeypointNet",
         **model.config(),
         "normalisation": _NORMALISATION,
-        "coordinates": "(x = col, y = row) pixels; L1..L5 x (AS, PS, PI, AI)",
+        "coordinates": KEYPOINT_LAYOUT,
         "fracrisk_version": fracrisk.__version__,
         "torch_version": torch.__version__,
         "weights_file": weights_path.name,
@@ -534,7 +783,8 @@ def detect_keypoints(model: KeypointNet, images, *, batch_size: int = 32) -> np.
         E.g. :func:`load_keypoint_detector`.
     images : numpy.ndarray or torch.Tensor
         ``(H, W)`` or ``(B, H, W)`` raw radiographs (line integrals, as
-        :func:`fracrisk.simulate.lateral_radiograph` gives them; each is normalised here).
+        :func:`fracrisk.simulate.spine.lateral_radiograph` gives them, or pixel values;
+        each is normalised here).
         Sizes that are not multiples of the network's stride are padded (edge values) at
         the bottom and right.
     batch_size : int, default 32
@@ -560,7 +810,7 @@ def detect_keypoints(model: KeypointNet, images, *, batch_size: int = 32) -> np.
         raise ValueError(f"images must be at least 8 x 8 pixels, got {tuple(x.shape[1:])}")
     if not torch.isfinite(x).all():
         raise ValueError("images must be finite")
-    x = _normalise(x)[:, None]
+    x = normalise_radiographs(x)[:, None]
     h, w = x.shape[-2:]
     m = model.multiple
     pad_h, pad_w = (-h) % m, (-w) % m
@@ -578,7 +828,7 @@ def detect_keypoints(model: KeypointNet, images, *, batch_size: int = 32) -> np.
                 out.append(KeypointNet.soft_argmax(logits).double().cpu())
     finally:
         model.train(was_training)
-    points = torch.cat(out).numpy().reshape(-1, model.n_keypoints // 4, 4, 2)
+    points = torch.cat(out).numpy().reshape(-1, model.n_keypoints // _N_CORNERS, _N_CORNERS, 2)
     return points[0] if single else points
 
 

@@ -8,9 +8,9 @@ corners into a fixed ``(size_h, size_w)`` frame in which it is upright.
 Coordinates
 -----------
 * Image pixel ``(row, col)`` has its centre at integer coordinates; points are written
-  ``(x = col, y = row)``, as :func:`fracrisk.simulate.lateral_radiograph` returns them.
+  ``(x = col, y = row)``, as :func:`fracrisk.simulate.spine.lateral_radiograph` returns them.
 * Keypoints of a body are ordered anterior-superior (AS), posterior-superior (PS),
-  posterior-inferior (PI), anterior-inferior (AI).
+  posterior-inferior (PI), anterior-inferior (AI) (:mod:`fracrisk.imaging.anatomy`).
 * The body frame ``(s, t)``: ``s`` runs anterior (0) -> posterior (1), ``t`` superior (0)
   -> inferior (1); the corners AS, PS, PI, AI are the unit square's corners ``(0, 0)``,
   ``(1, 0)``, ``(1, 1)``, ``(0, 1)``.
@@ -83,12 +83,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fracrisk.imaging.anatomy import VERTEBRA_CORNERS, VERTEBRAE
+
 __all__ = ["TRANSFORMS", "map_points", "patch_transform", "vertebral_patches"]
 
 #: The body-frame -> image maps :func:`patch_transform` can fit (see the module docstring).
 TRANSFORMS = ("affine", "similarity", "homography")
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
-_N_VERTEBRAE = 5
+_N_VERTEBRAE = len(VERTEBRAE)
+_N_CORNERS = len(VERTEBRA_CORNERS)
 
 # Unit-square corners (s, t) in the keypoint order AS, PS, PI, AI.
 _UNIT_SQUARE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -435,7 +438,7 @@ def vertebral_patches(
     if min(img.shape[-2:]) < 1:
         raise ValueError(f"image must not be empty, got shape {tuple(img.shape)}")
     kp = _as_float_tensor("keypoints", keypoints, img.device)
-    expected = ((img.shape[0],) if batched else ()) + (_N_VERTEBRAE, 4, 2)
+    expected = ((img.shape[0],) if batched else ()) + (_N_VERTEBRAE, _N_CORNERS, 2)
     if tuple(kp.shape) != expected:
         raise ValueError(
             f"keypoints must have shape {expected} for an image of shape {tuple(img.shape)} "

@@ -1,16 +1,28 @@
 """Survival estimators with a scikit-survival-like API: ``fit`` / ``predict_*`` / ``save``."""
 
-from fracrisk.models._base import SavedModel, SurvivalEstimator, load_model
+from fracrisk.models._base import (
+    RISK_TYPES,
+    SavedModel,
+    SurvivalEstimator,
+    SurvivalModel,
+    create_model,
+    list_models,
+    load_model,
+)
 from fracrisk.models.coxph import ConvergenceWarning, CoxPH
 from fracrisk.models.deepsurv import DeepSurv
 from fracrisk.models.image import ImageSurvivalModel
 
 __all__ = [
+    "RISK_TYPES",
     "ConvergenceWarning",
     "CoxPH",
     "DeepSurv",
     "ImageSurvivalModel",
     "SavedModel",
     "SurvivalEstimator",
+    "SurvivalModel",
+    "create_model",
+    "list_models",
     "load_model",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import inspect
 import json
 import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -14,54 +17,192 @@ import torch
 from torch import nn
 
 from fracrisk._io import staged_output_dir
+from fracrisk._params import validate_params
 from fracrisk.baseline_hazard import BreslowBaselineHazard
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.exceptions import NotFittedError
 from fracrisk.heads import create_head
 from fracrisk.preprocessing import TabularPreprocessor
 
-__all__ = ["RiskFromSurvival", "SavedModel", "SurvivalEstimator", "load_model"]
+__all__ = [
+    "RISK_TYPES",
+    "SavedModel",
+    "SurvivalEstimator",
+    "SurvivalModel",
+    "create_model",
+    "list_models",
+    "load_model",
+]
 
 _CONFIG = "config.json"
 _WEIGHTS = "weights.safetensors"
 _FORMAT = "fracrisk-model/1"
-_ESTIMATORS: dict[str, type[SavedModel]] = {}
+_ESTIMATORS: dict[str, type[SurvivalModel]] = {}  # class name -> class, for load_model
+_MODELS: dict[str, type[SurvivalModel]] = {}  # registry name -> class, for create_model
+
+#: What a model's ``predict_risk`` is, and the label reports print for it.
+RISK_TYPES = {
+    "cause_specific": "cause-specific risk (death censored)",
+    "absolute": "absolute risk (death competing)",
+}
 
 
-class RiskFromSurvival:
-    """``predict_risk`` for any model with ``predict_survival(data, times)``."""
+class SurvivalModel:
+    r"""The one protocol of every fracrisk model, from Kaplan-Meier to the image models.
 
-    def predict_risk(self, data: Cohort | pd.DataFrame, horizon: float = 10.0) -> pd.Series:
-        r"""Absolute fracture risk by ``horizon`` years: :math:`1 - S(h \mid x)`, in [0, 1]."""
-        if not np.isfinite(horizon) or horizon <= 0:
-            raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
-        surv = self.predict_survival(data, [float(horizon)])
-        return pd.Series(
-            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
-        )
+    * ``fit(cohort, ...)`` returns ``self``; settings are checked there against
+      ``_parameter_constraints`` (``__init__`` only stores them, so that
+      ``sklearn.base.clone`` works).
+    * ``predict_score(cohort)``: one number per patient, higher = higher risk.
+    * ``predict_survival(cohort, times)``: patients x times (years) DataFrame,
+      :math:`S(t \mid x) = 1 - F(t \mid x)`, with :math:`F` the model's risk.
+    * ``predict_risk(cohort, horizon)``: :math:`F(h \mid x) = 1 - S(h \mid x)`.
+    * ``risk_type``: ``"cause_specific"`` (death censored: the risk in a world without
+      competing death) or ``"absolute"`` (death competing: the cumulative incidence of
+      fracture). Predictions carry it in ``.attrs["risk_type"]``.
+    * ``save(path)`` and :func:`load_model` (JSON + safetensors, never pickle).
 
-
-class SavedModel:
-    """Hyper-parameters, a name in the registry of :func:`load_model`, and safe files.
-
-    A saved model is a directory with ``config.json`` (hyper-parameters, preprocessing,
-    versions: data, never code) and ``weights.safetensors`` (tensors). Subclasses list their
-    hyper-parameters in ``_params`` and rebuild themselves in ``_from_saved``.
+    A concrete subclass joins the registry by naming itself in the class statement,
+    ``class MyModel(SurvivalModel, name="my_model")``, and with it the conformance tests
+    (``tests/models/test_conformance.py``) that every registered model passes.
     """
 
-    _params: tuple[str, ...] = ()
+    risk_type: ClassVar[str] = "cause_specific"
+    _parameter_constraints: ClassVar[dict[str, list]] = {}
+    #: False for models that only serialise by pickle (their ``save`` refuses, and says why).
+    _can_save: ClassVar[bool] = True
+    #: Attribute set by ``fit``; its absence means "not fitted".
+    _fitted_attribute: ClassVar[str] = "n_train_"
+    #: Registry name (None for abstract bases).
+    model_name: ClassVar[str | None] = None
+    #: What the model reads: "tabular" (covariates) or "images" (path columns name them).
+    input_kind: ClassVar[str] = "tabular"
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    @classmethod
+    def _test_params(cls) -> dict:
+        """Settings that make the conformance tests fast (small networks, few epochs)."""
+        return {}
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.risk_type not in RISK_TYPES:
+            raise TypeError(f"{cls.__name__}.risk_type must be one of {sorted(RISK_TYPES)}")
         _ESTIMATORS[cls.__name__] = cls
+        cls.model_name = name
+        if name is not None:
+            if name in _MODELS and _MODELS[name] is not cls:
+                raise ValueError(f"a model named {name!r} is already registered")
+            _MODELS[name] = cls
 
-    def get_params(self) -> dict:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {name: getattr(self, name) for name in self._params}
+    # ------------------------------------------------------------------ settings
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Settings as passed to ``__init__`` (scikit-learn's protocol; ``deep`` is unused)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> SurvivalModel:
+        """Change settings; they are checked at the next ``fit``. Returns ``self``."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {name!r}; its parameters: "
+                    f"{', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def _validate_params(self) -> None:
+        validate_params(self, self._parameter_constraints)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    @property
+    def risk_label(self) -> str:
+        """Words for :attr:`risk_type`, as reports print it."""
+        return RISK_TYPES[self.risk_type]
+
+    # ------------------------------------------------------------------ protocol
+    def fit(self, data, *args, **kwargs) -> SurvivalModel:
+        """Fit to a cohort and return ``self``."""
+        raise NotImplementedError
+
+    def predict_score(self, data) -> np.ndarray:
+        """Ranking score per patient, higher = higher risk."""
+        raise NotImplementedError
+
+    def predict_survival(self, data, times=None) -> pd.DataFrame:
+        """Patients x times (years): one minus the model's risk by each time."""
+        raise NotImplementedError
+
+    def _requires_fit(self) -> bool:
+        """False for models that learn nothing (they predict before ``fit``, which is a no-op)."""
+        return True
+
+    def _check_fitted(self) -> None:
+        if self._requires_fit() and not hasattr(self, self._fitted_attribute):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit() first")
+
+    def predict_risk(self, data, horizon: float = 10.0) -> pd.Series:
+        r"""Risk of fracture by ``horizon`` years, :math:`1 - S(h \mid x)`, in [0, 1].
+
+        Cause-specific or absolute as :attr:`risk_type` says (also in ``.attrs``).
+        """
+        if isinstance(horizon, bool) or not np.isfinite(horizon) or horizon <= 0:
+            raise ValueError(f"horizon must be a positive number of years, got {horizon!r}")
+        surv = self.predict_survival(data, [float(horizon)])
+        risk = pd.Series(
+            1.0 - surv.iloc[:, 0].to_numpy(), index=surv.index, name=f"risk_{horizon:g}y"
+        )
+        risk.attrs["risk_type"] = self.risk_type
+        return risk
+
+    def _survival_frame(self, values: np.ndarray, index: pd.Index, times) -> pd.DataFrame:
+        """Patients x times frame labelled with the risk type."""
+        frame = pd.DataFrame(
+            values,
+            index=index,
+            columns=pd.Index(np.asarray(times, dtype=np.float64), name="time (years)"),
+        )
+        frame.attrs["risk_type"] = self.risk_type
+        return frame
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """What ``save`` writes: a JSON-able config and named tensors."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_state(cls, params: dict, state: dict, tensors: dict[str, torch.Tensor]):
+        """Rebuild a fitted model from :meth:`_state`'s output."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save to a directory: ``config.json`` plus ``weights.safetensors``; nothing executable.
+
+        :func:`load_model` (or ``Class.load``) rebuilds a model whose predictions are
+        bit-identical. An existing directory is only replaced with ``overwrite=True``.
+        After a distributed fit, only the process of global rank 0 writes.
+        """
+        if not self._can_save:
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot be saved safely: it serialises only by pickle"
+            )
+        self._check_fitted()
+        if getattr(self, "fit_rank_", 0) != 0:  # a distributed fit: only rank 0 writes
+            return Path(path)
+        state, tensors = self._state()
+        return self._write(path, {"state": state}, tensors, overwrite=overwrite)
 
     def _write(self, path, config: dict, tensors: dict, *, overwrite: bool) -> Path:
         """Write ``config`` (with format, class and versions added) and ``tensors``."""
@@ -72,7 +213,8 @@ class SavedModel:
         config = {
             "format": _FORMAT,
             "estimator": type(self).__name__,
-            "params": self.get_params(),
+            "risk_type": self.risk_type,
+            "params": _jsonable_params(self),
             **config,
             "versions": {
                 "fracrisk": fracrisk.__version__,
@@ -90,16 +232,67 @@ class SavedModel:
         return Path(path)
 
     @classmethod
-    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> SavedModel:
-        raise NotImplementedError
+    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> SurvivalModel:
+        if "state" not in config or not isinstance(config.get("params"), dict):
+            raise ValueError(
+                "the model was saved by an earlier fracrisk version (no 'state' in its "
+                "config); fit and save it again with this version"
+            )
+        unknown = sorted(set(config["params"]) - set(cls._param_names()))
+        if unknown:
+            raise ValueError(
+                f"the saved {cls.__name__} has settings this version does not know: {unknown}"
+            )
+        return cls._from_state(config["params"], config["state"], tensors)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SavedModel:
+    def load(cls, path: str | os.PathLike[str]) -> SurvivalModel:
         """Load a model saved with ``save``; see :func:`load_model`."""
         model = load_model(path)
         if not isinstance(model, cls):
             raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+#: Older name of :class:`SurvivalModel`'s save/load half, kept for imports.
+SavedModel = SurvivalModel
+
+
+def _jsonable_params(model: SurvivalModel) -> dict:
+    """The settings as JSON, or a clear error for one that has no JSON form."""
+    params = model._saved_params() if hasattr(model, "_saved_params") else model.get_params()
+    try:
+        json.dumps(params)
+    except TypeError as err:
+        raise ValueError(
+            f"{type(model).__name__} cannot be saved: a setting has no JSON form ({err}); "
+            "settings must be numbers, strings, lists or dicts"
+        ) from err
+    return params
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, sorted.
+
+    Examples
+    --------
+    >>> "deepsurv" in list_models()
+    True
+    """
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(name: str, **params) -> SurvivalModel:
+    """Build the model registered as ``name`` with ``params`` (see :func:`list_models`).
+
+    Examples
+    --------
+    >>> create_model("coxph", ties="breslow")
+    CoxPH(ties='breslow', penalizer=0.0, max_iter=100, tol=1e-10)
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _MODELS[name](**params)
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -121,23 +314,29 @@ def _baseline_from_tensors(tensors: dict[str, torch.Tensor]) -> BreslowBaselineH
     )
 
 
-class SurvivalEstimator(SavedModel, RiskFromSurvival):
+class SurvivalEstimator(SurvivalModel):
     """Base class of Cox-type estimators on tabular covariates.
 
     An estimator is a network from features to a log hazard ratio, the preprocessing
-    fitted with it, and a Breslow baseline hazard for absolute risk.
+    fitted with it, and a Breslow baseline hazard for absolute curves. Death is
+    censoring, so its risk is cause-specific.
 
-    Subclasses implement ``_fit_network(x, time, event, cohort)`` and list their
-    hyper-parameters in ``_params``.
+    Subclasses implement ``_fit_network(network, x, time, event, cohort, **fit_options)``
+    (returning the trained network) and set ``_head_name`` (and ``_head_kwargs``).
     """
 
-    _head_name: str = ""
+    _head_name: ClassVar[str] = ""
 
     def _head_kwargs(self) -> dict:
         return {}
 
     # ------------------------------------------------------------- fitting
-    def fit(self, data: Cohort | pd.DataFrame, covariates: Sequence[str] | None = None):
+    def fit(
+        self,
+        data: Cohort | pd.DataFrame,
+        covariates: Sequence[str] | None = None,
+        **fit_options,
+    ) -> SurvivalEstimator:
         """Fit the model to a cohort (or a DataFrame with ``time`` and ``event`` columns).
 
         Parameters
@@ -148,11 +347,15 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
         covariates : sequence of str, optional
             Columns to use; by default the canonical clinical columns present in the data
             plus the cohort's named extra covariates.
+        **fit_options
+            Options of the training run of the neural models (``resume``, ``callbacks``;
+            see :meth:`fracrisk.DeepSurv.fit`).
 
         Returns
         -------
         self
         """
+        self._validate_params()
         cohort = as_cohort(data)
         columns = list(covariates) if covariates is not None else cohort.default_covariates
         if not columns:
@@ -165,29 +368,34 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
                 "the training data hold no event (code 1); a Cox model cannot be fitted"
             )
         cohort.check_covariates(columns)
-        self.covariates_ = columns
-        self.preprocessor_ = TabularPreprocessor(columns).fit(cohort.df)
-        x = self.preprocessor_.transform(cohort.df)
+        preprocessor = TabularPreprocessor(columns).fit(cohort.df)
+        x = preprocessor.transform(cohort.df)
+        self.preprocessor_ = preprocessor
         with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG is untouched
             torch.manual_seed(getattr(self, "seed", 0))
-            self.network_ = create_head(self._head_name, x.shape[1], **self._head_kwargs())
-            self._fit_network(x, cohort.time, cohort.event, cohort)
-        self.network_.eval()
+            network = create_head(self._head_name, x.shape[1], **self._head_kwargs())
+            network = self._fit_network(
+                network, x, cohort.time, cohort.event, cohort, **fit_options
+            )
+        self.covariates_ = columns
+        self.network_ = network.cpu().eval()
         eta = self._log_hazard_array(x)
         self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, cohort.time, cohort.event)
         self.n_train_ = len(cohort)
         return self
 
     def _fit_network(
-        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
-    ) -> None:
+        self,
+        network: nn.Module,
+        x: np.ndarray,
+        time: np.ndarray,
+        event: np.ndarray,
+        cohort: Cohort,
+        **fit_options,
+    ) -> nn.Module:
         raise NotImplementedError
 
     # ------------------------------------------------------------- prediction
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "baseline_hazard_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit() first")
-
     def _design(self, data: Cohort | pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
         self._check_fitted()
         df, index = table_and_ids(data)
@@ -220,7 +428,7 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
     def predict_survival(
         self, data: Cohort | pd.DataFrame, times: Sequence[float] | np.ndarray | None = None
     ) -> pd.DataFrame:
-        r"""Absolute survival from fracture :math:`S(t \mid x)`, patients x times.
+        r"""Survival from fracture :math:`S(t \mid x) = \exp(-H_0(t)\, e^{\eta(x)})`.
 
         Parameters
         ----------
@@ -235,12 +443,12 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
         pandas.DataFrame
             Rows are patients (by id), columns are the times; values in [0, 1] and
             non-increasing along each row. Competing death is treated as censoring, so
-            this is the cause-specific (fracture-free, death-free-world) survival.
+            this is the cause-specific survival (``attrs["risk_type"]``).
         """
         x, index = self._design(data)
         times = self._default_times() if times is None else np.asarray(times, dtype=np.float64)
         surv = self.baseline_hazard_.survival(self._log_hazard_array(x), times)
-        return pd.DataFrame(surv, index=index, columns=pd.Index(times, name="time (years)"))
+        return self._survival_frame(surv, index, times)
 
     def _default_times(self) -> np.ndarray:
         years = np.arange(1.0, np.floor(self.baseline_hazard_.max_time_) + 1.0)
@@ -253,20 +461,13 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
     def _load_extra_state(self, state: dict) -> None:
         pass
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Save to a directory: ``config.json`` plus ``weights.safetensors``.
-
-        Nothing in the files is executable: the config is JSON (hyper-parameters,
-        preprocessing, versions) and the tensors are safetensors. :func:`load_model`
-        (or ``Class.load``) rebuilds a model whose predictions are bit-identical.
-        """
-        self._check_fitted()
+    def _state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = {
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
         tensors.update(_baseline_tensors(self.baseline_hazard_))
-        config = {
+        state = {
             "head": {
                 "name": self._head_name,
                 "in_features": len(self.preprocessor_.feature_names_),
@@ -278,29 +479,31 @@ class SurvivalEstimator(SavedModel, RiskFromSurvival):
             "n_train": self.n_train_,
             "extra": self._extra_state(),
         }
-        return self._write(path, config, tensors, overwrite=overwrite)
+        return state, tensors
 
     @classmethod
-    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> SurvivalEstimator:
-        model = cls(**config["params"])
+    def _from_state(
+        cls, params: dict, state: dict, tensors: dict[str, torch.Tensor]
+    ) -> SurvivalEstimator:
+        model = cls(**params)
         head: nn.Module = create_head(
-            config["head"]["name"], config["head"]["in_features"], **config["head"]["kwargs"]
+            state["head"]["name"], state["head"]["in_features"], **state["head"]["kwargs"]
         )
-        dtype = config["head"]["dtype"]
+        dtype = state["head"]["dtype"]
         if dtype not in ("float32", "float64"):
             raise ValueError(f"unsupported weight dtype {dtype!r}")
         head = head.to(getattr(torch, dtype))
         head.load_state_dict(_prefixed(tensors, "network"))
         model.network_ = head.eval()
         model.baseline_hazard_ = _baseline_from_tensors(tensors)
-        model.preprocessor_ = TabularPreprocessor.from_dict(config["preprocessor"])
-        model.covariates_ = config["covariates"]
-        model.n_train_ = config["n_train"]
-        model._load_extra_state(config["extra"])
+        model.preprocessor_ = TabularPreprocessor.from_dict(state["preprocessor"])
+        model.covariates_ = state["covariates"]
+        model.n_train_ = state["n_train"]
+        model._load_extra_state(state["extra"])
         return model
 
 
-def load_model(path: str | os.PathLike[str]) -> SavedModel:
+def load_model(path: str | os.PathLike[str]) -> SurvivalModel:
     """Load any fracrisk model from a directory written by ``save``; executes no code.
 
     ``config.json`` is parsed as JSON and ``weights.safetensors`` read as plain tensors;

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from fracrisk._params import Interval, Options
 from fracrisk.data.cohort import Cohort
 from fracrisk.exceptions import FracriskWarning
 from fracrisk.losses import RiskSetTerms
@@ -21,7 +22,7 @@ class ConvergenceWarning(FracriskWarning):
     """Newton-Raphson stopped before converging."""
 
 
-class CoxPH(SurvivalEstimator):
+class CoxPH(SurvivalEstimator, name="coxph"):
     r"""Cox proportional-hazards model: :math:`h(t \mid x) = h_0(t) \exp(x^\top \beta)`.
 
     :math:`\beta` maximises the partial likelihood (Efron's or Breslow's handling of tied
@@ -68,8 +69,13 @@ class CoxPH(SurvivalEstimator):
     True
     """
 
-    _params = ("ties", "penalizer", "max_iter", "tol")
     _head_name = "cox_linear"
+    _parameter_constraints = {
+        "ties": [Options("efron", "breslow")],
+        "penalizer": [Interval(float, 0, None)],
+        "max_iter": [Interval(int, 1, None)],
+        "tol": [Interval(float, 0, None, closed="neither")],
+    }
 
     def __init__(
         self,
@@ -79,23 +85,20 @@ class CoxPH(SurvivalEstimator):
         max_iter: int = 100,
         tol: float = 1e-10,
     ) -> None:
-        if ties not in ("efron", "breslow"):
-            raise ValueError(f"ties must be 'efron' or 'breslow', got {ties!r}")
-        if penalizer < 0:
-            raise ValueError(f"penalizer must be >= 0, got {penalizer!r}")
         self.ties, self.penalizer, self.max_iter, self.tol = ties, penalizer, max_iter, tol
 
     def _fit_network(
-        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
-    ) -> None:
+        self, network, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
+    ):
         x_t = torch.from_numpy(x)
         t = torch.from_numpy(time)
         e = torch.from_numpy(event == 1)
         beta, loglik, hessian = self._newton(x_t, t, e)
-        self.network_ = self.network_.double()
+        network = network.double()
         with torch.no_grad():
-            self.network_.linear.weight.copy_(beta[None, :])
+            network.linear.weight.copy_(beta[None, :])
         self._set_summary(beta.numpy(), hessian.numpy(), loglik)
+        return network
 
     def _objective(self, x, t, e, beta, efron):
         terms = RiskSetTerms(x @ beta, t, e, efron)

@@ -6,17 +6,20 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch import nn
+from torch.utils.data import TensorDataset
 
+from fracrisk._params import Interval, Options, SequenceOf
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.splits import split_cohort
+from fracrisk.heads import _ACTIVATIONS, _NORMS
 from fracrisk.models._base import SurvivalEstimator
-from fracrisk.training import TrainingConfig, TrainingHistory, train_cox_network
+from fracrisk.training.config import TRAINING_CONSTRAINTS, TrainingConfig
 
 __all__ = ["DeepSurv"]
 
 
-class DeepSurv(SurvivalEstimator):
+class DeepSurv(SurvivalEstimator, name="deepsurv"):
     r"""DeepSurv (Katzman et al. 2018): :math:`h(t \mid x) = h_0(t) \exp(g_\theta(x))`.
 
     :math:`g_\theta` is a :class:`~fracrisk.heads.DeepSurvHead` trained with AdamW on the
@@ -48,42 +51,59 @@ class DeepSurv(SurvivalEstimator):
     validation_fraction : float, default 0.2
         Share of the training patients held out (stratified by event) for early
         stopping; 0 trains for ``max_epochs`` without early stopping.
+    early_stopping : {"val_loss", "val_uno_c"} or None, default "val_loss"
+        What early stopping and the choice of the kept weights watch on the validation
+        patients: the exact Cox loss over all of them, or Uno's C. None trains
+        ``max_epochs`` and keeps the last weights.
+    lr_schedule : {"constant", "onecycle", "cosine"}, default "constant"
+        Learning-rate schedule.
+    gradient_clip_val : float, optional
+        Clip the gradient norm to this value.
     ties : {"efron", "breslow"}, default "efron"
         Tie handling in the loss.
-    device : str, default "auto"
-        ``"auto"`` uses CUDA when available.
-    mixed_precision : bool or "auto", default "auto"
-        bfloat16 autocast on CUDA.
+    accelerator, devices, strategy, num_nodes : default "auto", "auto", "auto", 1
+        PyTorch Lightning's device options, passed to its ``Trainer`` (e.g.
+        ``accelerator="gpu", devices=4, strategy="ddp", num_nodes=2``). ``batch_size`` is
+        the global batch whatever the number of devices, and the Cox loss is computed over
+        it (:mod:`fracrisk.training.distributed`). A GPU asked for and absent is a
+        :class:`~fracrisk.exceptions.DeviceUnavailableError`.
+    precision : str, optional
+        Lightning's precision; default ``"bf16-mixed"`` on a GPU, ``"32-true"`` on a CPU.
+    checkpoint_dir : str, optional
+        Directory for ``last.ckpt`` (written atomically after every epoch, read back with
+        ``weights_only=True``) and the log; ``fit(..., resume=True)`` goes on from it.
+    logger : {"csv", "tensorboard", "mlflow"} or None, default "csv"
+        Per-epoch metrics in ``checkpoint_dir/logs`` (nothing on disk without a
+        ``checkpoint_dir``; ``history_`` always has them).
     seed : int, default 0
-        Seeds weight initialisation, dropout, shuffling and the validation split; the
-        caller's random state is left untouched.
+        Seeds weight initialisation and the validation split, and each epoch's batches and
+        dropout from (seed, epoch) alone, so a resumed fit is bit-identical to an
+        uninterrupted one; the caller's random state is left untouched.
     progress : bool, default False
-        Show a progress bar.
+        Lightning's progress bar.
 
     Attributes
     ----------
     history_ : TrainingHistory
-        Training and validation loss per epoch.
+        Training loss, validation loss and Uno's C per epoch (``history_.to_frame()``).
+
+    Examples
+    --------
+    >>> from fracrisk.simulate import clinical_cohort
+    >>> model = DeepSurv(hidden=(8,), max_epochs=3, seed=0).fit(clinical_cohort(300, seed=0))
+    >>> model.risk_type
+    'cause_specific'
     """
 
-    _params = (
-        "hidden",
-        "dropout",
-        "norm",
-        "activation",
-        "learning_rate",
-        "weight_decay",
-        "batch_size",
-        "max_epochs",
-        "patience",
-        "validation_fraction",
-        "ties",
-        "device",
-        "mixed_precision",
-        "seed",
-        "progress",
-    )
     _head_name = "deepsurv"
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "hidden": [SequenceOf(Interval(int, 1, None), min_len=1)],
+        "dropout": [Interval(float, 0, 1, closed="left")],
+        "norm": [Options(*_NORMS)],
+        "activation": [Options(*sorted(_ACTIVATIONS))],
+        "validation_fraction": [Interval(float, 0, 1, closed="left")],
+    }
 
     def __init__(
         self,
@@ -98,53 +118,83 @@ class DeepSurv(SurvivalEstimator):
         max_epochs: int = 300,
         patience: int = 20,
         validation_fraction: float = 0.2,
+        early_stopping: str | None = "val_loss",
+        lr_schedule: str = "constant",
+        gradient_clip_val: float | None = None,
         ties: str = "efron",
-        device: str = "auto",
-        mixed_precision: bool | str = "auto",
+        accelerator: str = "auto",
+        devices: int | str | Sequence[int] = "auto",
+        strategy: str = "auto",
+        num_nodes: int = 1,
+        precision: str | None = None,
+        checkpoint_dir: str | None = None,
+        logger: str | None = "csv",
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        if batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {batch_size!r}")
-        if not 0.0 <= validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-        self.hidden = tuple(int(h) for h in hidden)
-        self.dropout, self.norm, self.activation = dropout, norm, activation
+        self.hidden, self.dropout, self.norm, self.activation = hidden, dropout, norm, activation
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
-        self.validation_fraction, self.ties = validation_fraction, ties
-        self.device, self.mixed_precision, self.seed = device, mixed_precision, seed
-        self.progress = progress
+        self.validation_fraction, self.early_stopping = validation_fraction, early_stopping
+        self.lr_schedule, self.gradient_clip_val, self.ties = lr_schedule, gradient_clip_val, ties
+        self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
+        self.num_nodes, self.precision = num_nodes, precision
+        self.checkpoint_dir, self.logger = checkpoint_dir, logger
+        self.seed, self.progress = seed, progress
+
+    @classmethod
+    def _test_params(cls) -> dict:
+        return {"hidden": (8,), "max_epochs": 3, "batch_size": 64, "accelerator": "cpu"}
 
     def _head_kwargs(self) -> dict:
         return {
-            "hidden": list(self.hidden),
-            "dropout": self.dropout,
+            "hidden": [int(h) for h in self.hidden],
+            "dropout": float(self.dropout),
             "norm": self.norm,
             "activation": self.activation,
         }
 
-    def _loader(self, x, time, event, rows, *, shuffle: bool) -> DataLoader:
-        data = TensorDataset(
-            torch.as_tensor(x[rows], dtype=torch.float32),
-            torch.as_tensor(time[rows]),
-            torch.as_tensor(event[rows]),
-        )
-        generator = torch.Generator().manual_seed(self.seed)
-        # A last batch of one patient would break batch normalisation and carries no
-        # comparable pair, so it is dropped (a different one each epoch when shuffling).
-        drop_last = shuffle and len(rows) % self.batch_size == 1
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            drop_last=drop_last,
-        )
+    def fit(
+        self,
+        data,
+        covariates: Sequence[str] | None = None,
+        *,
+        resume: bool = False,
+        callbacks: Sequence = (),
+    ) -> DeepSurv:
+        """Fit to a cohort; see :meth:`SurvivalEstimator.fit`.
+
+        Parameters
+        ----------
+        data : Cohort or pandas.DataFrame
+            Training patients (event 1 fracture; death is censoring).
+        covariates : sequence of str, optional
+            Columns to use (default: the canonical clinical columns present).
+        resume : bool, default False
+            Go on from ``checkpoint_dir/last.ckpt`` if there is one (the result is
+            bit-identical to an uninterrupted fit on the CPU).
+        callbacks : sequence of lightning.pytorch.Callback, optional
+            Extra Lightning callbacks.
+
+        Returns
+        -------
+        self
+        """
+        return super().fit(data, covariates, resume=resume, callbacks=callbacks)
 
     def _fit_network(
-        self, x: np.ndarray, time: np.ndarray, event: np.ndarray, cohort: Cohort
-    ) -> None:
+        self,
+        network: nn.Module,
+        x: np.ndarray,
+        time: np.ndarray,
+        event: np.ndarray,
+        cohort: Cohort,
+        *,
+        resume: bool = False,
+        callbacks: Sequence = (),
+    ) -> nn.Module:
+        from fracrisk.training import fit_cox_network
+
         positions = np.arange(len(cohort))
         if self.validation_fraction > 0:
             _, val = split_cohort(
@@ -154,11 +204,23 @@ class DeepSurv(SurvivalEstimator):
             train_rows, val_rows = positions[~is_val], positions[is_val]
         else:
             train_rows, val_rows = positions, None
-        train_loader = self._loader(x, time, event, train_rows, shuffle=True)
-        val_loader = (
-            None if val_rows is None else self._loader(x, time, event, val_rows, shuffle=False)
+
+        def dataset(rows) -> TensorDataset:
+            return TensorDataset(
+                torch.as_tensor(x[rows], dtype=torch.float32),
+                torch.as_tensor(time[rows]),
+                torch.as_tensor(event[rows]),
+            )
+
+        result = fit_cox_network(
+            network,
+            dataset(train_rows),
+            event[train_rows] == 1,
+            None if val_rows is None else dataset(val_rows),
+            TrainingConfig.from_estimator(self),
+            resume=resume,
+            callbacks=callbacks,
         )
-        config = TrainingConfig.from_estimator(self)
-        self.history_: TrainingHistory = train_cox_network(
-            self.network_, train_loader, val_loader, config
-        )
+        self.history_ = result.history
+        self.fit_rank_ = result.global_rank
+        return network

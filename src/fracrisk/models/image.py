@@ -9,51 +9,52 @@ absolute survival curves like :class:`~fracrisk.DeepSurv` does for tabular data.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from fracrisk._params import InstanceOf, Interval, Options
 from fracrisk.baseline_hazard import BreslowBaselineHazard
+from fracrisk.data.cohort import Cohort
 from fracrisk.data.image_dataset import ImageCohortDataset
-from fracrisk.exceptions import NotFittedError
-from fracrisk.imaging.transforms import default_eval_transform
+from fracrisk.imaging.transforms import default_eval_transform, default_train_transform
 from fracrisk.models._base import (
-    RiskFromSurvival,
-    SavedModel,
+    SurvivalModel,
     _baseline_from_tensors,
     _baseline_tensors,
     _prefixed,
 )
 from fracrisk.preprocessing import TabularPreprocessor
-from fracrisk.training import (
-    TrainingConfig,
-    TrainingHistory,
-    predict_batches,
-    resolve_device,
-    train_cox_network,
-)
+from fracrisk.training.config import TRAINING_CONSTRAINTS, TrainingConfig, resolve_accelerator
 
 __all__ = ["ImageSurvivalModel"]
 
 
-class _EpochLoader:
-    """A DataLoader that tells its dataset which epoch starts (seeded augmentation)."""
+#: The image kind each registered encoder reads.
+_ENCODER_KIND = {"multiview_drr": "drr", "vertebral_patches": "patches"}
 
-    def __init__(self, dataset: ImageCohortDataset, loader: DataLoader) -> None:
-        self.dataset, self.loader, self.epoch = dataset, loader, 0
 
-    def __iter__(self):
-        self.dataset.set_epoch(self.epoch)
-        self.epoch += 1
-        return iter(self.loader)
+def _dataset_options(image_config: dict) -> dict:
+    """``ImageCohortDataset`` options that make images like those of ``image_config``."""
+    options = {k: v for k, v in image_config.items() if k not in ("kind", "image_shape")}
+    options["size"] = tuple(image_config["image_shape"][1:])
+    if options.get("window") is not None:
+        options["window"] = tuple(options["window"])
+    return options
 
-    def __len__(self) -> int:
-        return len(self.loader)
+
+def _without_weights(kwargs: dict) -> dict:
+    """Encoder options without a local backbone weights file (a loaded model has its own)."""
+    kwargs = dict(kwargs)
+    if isinstance(kwargs.get("backbone_kwargs"), dict):
+        kwargs["backbone_kwargs"] = {
+            k: v for k, v in kwargs["backbone_kwargs"].items() if k != "weights"
+        }
+    return kwargs
 
 
 def _without_augmentation(data: ImageCohortDataset) -> ImageCohortDataset:
@@ -75,30 +76,42 @@ def _stratified_split(event: np.ndarray, fraction: float, seed: int):
     return np.setdiff1d(np.arange(len(event)), val), val
 
 
-class ImageSurvivalModel(SavedModel, RiskFromSurvival):
+class ImageSurvivalModel(SurvivalModel, name="image_survival"):
     r"""Cox model whose log hazard ratio comes from images and clinical covariates.
 
     .. math::
         h(t \mid \text{images}, x) = h_0(t)\,\exp\!\big(\eta\big), \qquad
         \eta = h_\theta\big([\,g_\phi(\text{images}),\ x\,]\big),
 
-    with :math:`g_\phi` an image encoder from :func:`fracrisk.encoders.create_encoder` (the
-    multi-view DRR encoder of Kim et al. 2024 or the vertebral-patch encoder of Kong et al.
-    2022), :math:`x` the dataset's preprocessed covariates and :math:`h_\theta` a head from
-    :func:`fracrisk.heads.create_head`, trained end to end with AdamW on the mini-batch Cox
-    partial likelihood (each batch is its own risk set). Part of the training patients
-    (stratified by event) drives early stopping unless a validation dataset is given. The
-    Breslow baseline hazard :math:`h_0` is estimated on all training patients, so the model
-    gives absolute survival curves. Death is censoring: the curves are cause-specific.
+    with :math:`g_\phi` an image encoder (the multi-view DRR encoder of Kim et al. 2024,
+    the vertebral-patch encoder of Kong et al. 2022, or any module with
+    ``num_features``), :math:`x` the preprocessed covariates and :math:`h_\theta` a head
+    from :func:`fracrisk.heads.create_head`, trained end to end by the Lightning engine
+    (:mod:`fracrisk.training`) on the mini-batch Cox partial likelihood. Part of the
+    training patients (stratified by event) drives early stopping unless a validation
+    set is given. The Breslow baseline hazard :math:`h_0` is estimated on all training
+    patients, so the model gives absolute survival curves. Death is censoring: the
+    risk is cause-specific.
 
     Parameters
     ----------
-    encoder : str, default "vertebral_patches"
-        Encoder name (``"vertebral_patches"`` for ``kind="patches"`` datasets,
-        ``"multiview_drr"`` for ``kind="drr"``).
+    encoder : str or torch.nn.Module, default "vertebral_patches"
+        A registered encoder name (:func:`fracrisk.encoders.list_encoders`) or a built
+        encoder module. A module built by :func:`~fracrisk.encoders.create_encoder`
+        can be saved; another module trains and predicts but ``save`` refuses it.
     encoder_kwargs : dict, optional
-        Options of the encoder (e.g. ``{"backbone": "resnet18", "pooling": "mean"}``). For
-        ``"multiview_drr"`` the dataset's ``views`` are passed unless given here.
+        Options of a named encoder (e.g. ``{"backbone": "resnet18", "pooling": "mean"}``;
+        ``{"backbone_kwargs": {"weights": "my_resnet18.safetensors"}}`` starts the
+        backbone from a local weights file). For ``"multiview_drr"`` the images' views are
+        passed unless given here.
+    image_options : dict, optional
+        How to make the images of a :class:`~fracrisk.data.Cohort` passed to ``fit`` or
+        ``predict_*``: ``kind`` (``"drr"`` or ``"patches"``; by default the encoder's) and
+        any option of :class:`~fracrisk.data.ImageCohortDataset` (``image_column``,
+        ``covariates``, ``cache_dir``, ``size``, ``views``, ``window``, ...).
+    augment : bool, default True
+        Augment the training images (:func:`~fracrisk.imaging.default_train_transform`)
+        when ``fit`` builds the dataset from a cohort.
     head : str, default "deepsurv"
         Head name (``"deepsurv"`` or ``"cox_linear"``).
     head_kwargs : dict, optional
@@ -111,77 +124,63 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
     weight_decay : float, default 1e-4
         AdamW weight decay.
     batch_size : int, default 32
-        Patients per mini-batch (each batch is a risk set: larger is better for the Cox loss).
+        Patients per global mini-batch (each is a risk set: larger is better).
     max_epochs : int, default 30
         Upper bound on epochs.
     patience : int, default 5
         Early-stopping patience in epochs.
     validation_fraction : float, default 0.2
         Share of the training patients held out for early stopping when ``fit`` gets no
-        validation dataset; 0 trains for ``max_epochs``.
-    ties : {"efron", "breslow"}, default "efron"
-        Tie handling in the loss.
+        validation data; 0 trains for ``max_epochs``.
     num_workers : int, default 0
-        DataLoader worker processes for training batches.
-    device : str, default "auto"
-        ``"auto"`` uses CUDA when available.
-    mixed_precision : bool or "auto", default "auto"
-        bfloat16 autocast on CUDA.
-    seed : int, default 0
-        Seeds weight initialisation, dropout, shuffling and the validation split; the
-        caller's random state is left untouched.
-    progress : bool, default False
-        Show a progress bar over epochs.
+        DataLoader worker processes.
+    early_stopping, lr_schedule, gradient_clip_val, ties, accelerator, devices, strategy, \
+num_nodes, precision, checkpoint_dir, logger, seed, progress
+        The training run, as in :class:`~fracrisk.DeepSurv`.
 
     Attributes
     ----------
     network_ : FusionSurvivalNet
     baseline_hazard_ : BreslowBaselineHazard
     preprocessor_ : TabularPreprocessor or None
-        The covariate preprocessing of the training dataset; prediction datasets must use
-        the same one (``ImageCohortDataset(..., preprocessor=model.preprocessor_)``).
+        The covariate preprocessing of the training dataset; prediction datasets use it.
     image_config_ : dict
-        The training dataset's :attr:`~fracrisk.data.ImageCohortDataset.image_options` (kind,
-        item shape, views, geometry, window, patch options), checked at prediction.
+        The training images' options (kind, item shape, views, geometry, window, patch
+        options), checked at prediction.
     history_ : TrainingHistory
 
     Examples
     --------
     .. code-block:: python
 
-        train = ImageCohortDataset(cohort_train, "patches", cache_dir="cache",
-                                   transform=default_train_transform("patches"))
-        model = ImageSurvivalModel("vertebral_patches").fit(train)
-        test = ImageCohortDataset(cohort_test, "patches", cache_dir="cache",
-                                  preprocessor=model.preprocessor_)
-        model.predict_survival(test, times=[1, 3, 5])  # patients x years
+        model = ImageSurvivalModel(
+            "vertebral_patches",
+            image_options={"image_column": "spine_xray_path", "cache_dir": "cache"},
+        ).fit(train_cohort)
+        model.predict_survival(test_cohort, times=[1, 3, 5])  # patients x years
     """
 
-    _params = (
-        "encoder",
-        "encoder_kwargs",
-        "head",
-        "head_kwargs",
-        "covariate_dropout",
-        "learning_rate",
-        "weight_decay",
-        "batch_size",
-        "max_epochs",
-        "patience",
-        "validation_fraction",
-        "ties",
-        "num_workers",
-        "device",
-        "mixed_precision",
-        "seed",
-        "progress",
-    )
+    _fitted_attribute = "baseline_hazard_"
+    input_kind = "images"
+    _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "encoder": [InstanceOf(str, nn.Module, description="an encoder name or module")],
+        "encoder_kwargs": [None, InstanceOf(dict)],
+        "image_options": [None, InstanceOf(dict)],
+        "augment": [Options(True, False)],
+        "head": [Options("deepsurv", "cox_linear")],
+        "head_kwargs": [None, InstanceOf(dict)],
+        "covariate_dropout": [Interval(float, 0, 1, closed="left")],
+        "validation_fraction": [Interval(float, 0, 1, closed="left")],
+    }
 
     def __init__(
         self,
-        encoder: str = "vertebral_patches",
+        encoder: str | nn.Module = "vertebral_patches",
         encoder_kwargs: dict | None = None,
         *,
+        image_options: dict | None = None,
+        augment: bool = True,
         head: str = "deepsurv",
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
@@ -191,134 +190,217 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         max_epochs: int = 30,
         patience: int = 5,
         validation_fraction: float = 0.2,
+        early_stopping: str | None = "val_loss",
+        lr_schedule: str = "constant",
+        gradient_clip_val: float | None = None,
         ties: str = "efron",
         num_workers: int = 0,
-        device: str = "auto",
-        mixed_precision: bool | str = "auto",
+        accelerator: str = "auto",
+        devices: int | str | Sequence[int] = "auto",
+        strategy: str = "auto",
+        num_nodes: int = 1,
+        precision: str | None = None,
+        checkpoint_dir: str | None = None,
+        logger: str | None = "csv",
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        from fracrisk.encoders import list_encoders
-
-        if encoder not in list_encoders():
-            raise ValueError(
-                f"unknown encoder {encoder!r}; registered encoders: {', '.join(list_encoders())}"
-            )
-        if not (isinstance(batch_size, int) and batch_size >= 2):
-            raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
-        if not 0.0 <= validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-        if not (isinstance(num_workers, int) and num_workers >= 0):
-            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
-        self.encoder = encoder
-        self.encoder_kwargs = dict(encoder_kwargs or {})
-        self.head, self.head_kwargs = head, dict(head_kwargs or {})
+        self.encoder, self.encoder_kwargs = encoder, encoder_kwargs
+        self.image_options, self.augment = image_options, augment
+        self.head, self.head_kwargs = head, head_kwargs
         self.covariate_dropout = covariate_dropout
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
-        self.validation_fraction, self.ties = validation_fraction, ties
+        self.validation_fraction, self.early_stopping = validation_fraction, early_stopping
+        self.lr_schedule, self.gradient_clip_val, self.ties = lr_schedule, gradient_clip_val, ties
         self.num_workers = num_workers
-        self.device, self.mixed_precision, self.seed = device, mixed_precision, seed
-        self.progress = progress
+        self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
+        self.num_nodes, self.precision = num_nodes, precision
+        self.checkpoint_dir, self.logger = checkpoint_dir, logger
+        self.seed, self.progress = seed, progress
+
+    @classmethod
+    def _test_params(cls) -> dict:
+        return {
+            "encoder": "multiview_drr",
+            "encoder_kwargs": {"backbone": "resnet10t", "shared_backbone": True},
+            "image_options": {"size": (32, 32)},
+            "head_kwargs": {"hidden": [8], "dropout": 0.0},
+            "max_epochs": 2,
+            "batch_size": 16,
+            "accelerator": "cpu",
+        }
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        from fracrisk.encoders import list_encoders
+
+        if isinstance(self.encoder, str) and self.encoder not in list_encoders():
+            raise ValueError(
+                f"unknown encoder {self.encoder!r}; registered encoders: "
+                f"{', '.join(list_encoders())}, or pass a built torch.nn.Module"
+            )
+        if isinstance(self.encoder, nn.Module) and not hasattr(self.encoder, "num_features"):
+            raise ValueError(
+                f"the encoder module ({type(self.encoder).__name__}) has no num_features: the "
+                "size of the embedding it returns"
+            )
+
+    # ------------------------------------------------------------------ images
+    def _encoder_name(self) -> str | None:
+        if isinstance(self.encoder, str):
+            return self.encoder
+        config = getattr(self.encoder, "registry_config", None)
+        return None if config is None else config["name"]
+
+    def _image_kind(self) -> str:
+        options = dict(self.image_options or {})
+        if "kind" in options:
+            return options["kind"]
+        name = self._encoder_name()
+        if name in _ENCODER_KIND:
+            return _ENCODER_KIND[name]
+        raise ValueError(
+            "image_options needs 'kind' ('drr' or 'patches'): which images the encoder "
+            f"{type(self.encoder).__name__} reads"
+        )
+
+    def _make_dataset(self, data, *, training: bool) -> ImageCohortDataset:
+        """A dataset of a cohort, with the held image options (and, after fit, preprocessing)."""
+        if isinstance(data, ImageCohortDataset):
+            return data
+        if not isinstance(data, (Cohort, pd.DataFrame)):
+            raise TypeError(
+                "data must be a Cohort, a DataFrame or an ImageCohortDataset, got "
+                f"{type(data).__name__}"
+            )
+        options = {k: v for k, v in (self.image_options or {}).items() if k != "kind"}
+        options.setdefault("progress", bool(self.progress))
+        kind = self._image_kind() if training else self.image_config_["kind"]
+        if training:
+            if self.augment:
+                options["transform"] = default_train_transform(kind, seed=self.seed)
+        else:
+            # The training images decide how these are made (size, views, geometry, ...).
+            options = {**_dataset_options(self.image_config_), **options}
+            options.pop("covariates", None)  # the preprocessor names them
+            options["preprocessor"] = self.preprocessor_
+        return ImageCohortDataset(data, kind, **options)
 
     # ------------------------------------------------------------------ building
-    def _build_network(self, image_config: dict, n_covariates: int):
+    def _build_network(self, image_config: dict, n_covariates: int, *, loading: bool = False):
         from fracrisk.encoders import FusionSurvivalNet, create_encoder
 
-        kwargs = dict(self.encoder_kwargs)
-        if self.encoder == "multiview_drr":
-            kwargs.setdefault("views", tuple(image_config["views"]))
+        if isinstance(self.encoder, nn.Module) and not loading:
+            encoder = copy.deepcopy(self.encoder)  # the setting stays untouched by training
+        else:
+            name = self.encoder if isinstance(self.encoder, str) else self._encoder_name()
+            kwargs = dict(self.encoder_kwargs or {})
+            if not isinstance(self.encoder, str):
+                kwargs = {**self.encoder.registry_config["kwargs"], **kwargs}
+            if loading:
+                kwargs = _without_weights(kwargs)
+            if name == "multiview_drr":
+                kwargs.setdefault("views", tuple(image_config["views"]))
+            encoder = create_encoder(name, **kwargs)
         return FusionSurvivalNet(
-            create_encoder(self.encoder, **kwargs),
+            encoder,
             n_covariates,
             head=self.head,
-            head_kwargs=self.head_kwargs,
+            head_kwargs=dict(self.head_kwargs or {}),
             covariate_dropout=self.covariate_dropout,
         )
 
-    @staticmethod
-    def _image_config(data: ImageCohortDataset) -> dict:
-        return data.image_options
-
-    def _loader(self, data, *, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+    def _loader(self, data) -> DataLoader:
+        # A generator of its own: iterating a loader must not draw from the caller's RNG.
         return DataLoader(
             data,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            drop_last=drop_last,
+            shuffle=False,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
+    def _predict_device(self) -> str:
+        accelerator = resolve_accelerator(self.accelerator, 1)
+        return "cuda" if accelerator == "cuda" else "cpu"
+
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: ImageCohortDataset, val_data: ImageCohortDataset | None = None):
-        """Train on an image dataset.
+    def fit(
+        self,
+        data: Cohort | pd.DataFrame | ImageCohortDataset,
+        val_data: Cohort | pd.DataFrame | ImageCohortDataset | None = None,
+        *,
+        resume: bool = False,
+        callbacks: Sequence = (),
+    ) -> ImageSurvivalModel:
+        """Train on images and covariates.
 
         Parameters
         ----------
-        data : ImageCohortDataset
-            Training patients; its ``transform`` (e.g.
-            :func:`~fracrisk.imaging.default_train_transform`) augments the training batches.
-            Event 1 is fracture; death and censoring are 0.
-        val_data : ImageCohortDataset, optional
-            Patients for early stopping, with the training dataset's covariate
-            preprocessing. By default ``validation_fraction`` of ``data`` (stratified by
-            event), seen without augmentation.
+        data : Cohort, DataFrame or ImageCohortDataset
+            Training patients. A cohort's path column names the images, which are made
+            with ``image_options`` (and augmented if ``augment``); a prepared dataset is
+            used as it is (its ``transform`` augments). Event 1 is fracture; death and
+            censoring are 0.
+        val_data : Cohort, DataFrame or ImageCohortDataset, optional
+            Patients for early stopping, preprocessed like the training data. By default
+            ``validation_fraction`` of ``data`` (stratified by event), without
+            augmentation.
+        resume : bool, default False
+            Go on from ``checkpoint_dir/last.ckpt`` if there is one.
+        callbacks : sequence of lightning.pytorch.Callback, optional
+            Extra Lightning callbacks.
 
         Returns
         -------
         self
         """
-        if not isinstance(data, ImageCohortDataset):
-            raise TypeError(f"data must be an ImageCohortDataset, got {type(data).__name__}")
+        from fracrisk.training import fit_cox_network
+
+        self._validate_params()
+        data = self._make_dataset(data, training=True)
         if int(data.event.sum()) == 0:
             raise ValueError("the training data hold no fracture (event 1); nothing to fit")
-        self.image_config_ = self._image_config(data)
+        self.image_config_ = data.image_options
         self.preprocessor_ = data.preprocessor
         self.covariate_names_ = list(data.covariate_names)
         if val_data is not None:
+            val_data = self._make_dataset(val_data, training=False)
             self._check_compatible(val_data, "val_data")
 
-        positions = np.arange(len(data))
+        train_rows = np.arange(len(data))
         if val_data is None and self.validation_fraction > 0:
             train_rows, val_rows = _stratified_split(
                 data.event, self.validation_fraction, self.seed
             )
             val_data = Subset(_without_augmentation(data), val_rows.tolist())
-        else:
-            train_rows = positions
-        if val_data is not None and isinstance(val_data, ImageCohortDataset):
+        elif val_data is not None:
             val_data = _without_augmentation(val_data)
-        # A last batch of one patient breaks batch normalisation and has no comparable pair.
-        drop_last = len(train_rows) % self.batch_size == 1
-        train_loader = _EpochLoader(
-            data, self._loader(Subset(data, train_rows.tolist()), shuffle=True, drop_last=drop_last)
-        )
-        val_loader = None if val_data is None else self._loader(val_data, shuffle=False)
-        config = TrainingConfig.from_estimator(self)
         with torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is untouched
             torch.manual_seed(self.seed)
-            self.network_ = self._build_network(self.image_config_, len(self.covariate_names_))
-            self.history_: TrainingHistory = train_cox_network(
-                self.network_, train_loader, val_loader, config
+            network = self._build_network(self.image_config_, len(self.covariate_names_))
+            result = fit_cox_network(
+                network,
+                Subset(data, train_rows.tolist()),
+                data.event[train_rows] == 1,
+                val_data,
+                TrainingConfig.from_estimator(self),
+                resume=resume,
+                callbacks=callbacks,
             )
-        self.network_.eval()
+        self.history_, self.fit_rank_ = result.history, result.global_rank
+        self.network_ = network.eval()
         eta, time, event = self._predict(_without_augmentation(data))
         self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, time, event)
         self.n_train_ = len(data)
         return self
 
     # ------------------------------------------------------------------ prediction
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "baseline_hazard_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit() first")
-
     def _check_compatible(self, data, name: str = "data") -> None:
         if not isinstance(data, ImageCohortDataset):
             raise TypeError(f"{name} must be an ImageCohortDataset, got {type(data).__name__}")
-        expected, got = self.image_config_, self._image_config(data)
+        expected, got = self.image_config_, data.image_options
         if got != expected:
             raise ValueError(
                 f"{name} does not match the training images: expected {expected}, got {got}"
@@ -328,46 +410,54 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         if trained != given:
             raise ValueError(
                 f"{name} preprocesses its covariates differently from the training data; build "
-                "it with ImageCohortDataset(..., preprocessor=model.preprocessor_)"
+                "it with ImageCohortDataset(..., preprocessor=model.preprocessor_), or pass the "
+                "cohort itself"
             )
 
+    def _prediction_dataset(self, data) -> ImageCohortDataset:
+        self._check_fitted()
+        dataset = self._make_dataset(data, training=False)
+        self._check_compatible(dataset)
+        return _without_augmentation(dataset)
+
     def _predict(self, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        device = resolve_device(self.device)
+        from fracrisk.training import predict_batches
+
         batches = predict_batches(
-            self.network_.to(device),
-            self._loader(data, shuffle=False),
-            device=device,
-            mixed_precision=self.mixed_precision,
+            self.network_,
+            self._loader(data),
+            device=self._predict_device(),
+            precision=self.precision,
         )
         parts = list(zip(*batches, strict=True))
+        self.network_.cpu()
         if not parts:
             return np.empty(0), np.empty(0), np.empty(0)
         return tuple(np.concatenate(p) for p in parts)
 
-    def predict_log_hazard(self, data: ImageCohortDataset) -> pd.Series:
+    def predict_log_hazard(self, data: Cohort | pd.DataFrame | ImageCohortDataset) -> pd.Series:
         """Log hazard ratio per patient (higher = higher risk), indexed by patient id.
 
         Images are read without augmentation (the evaluation transform), whatever the
         dataset's own transform.
         """
-        self._check_fitted()
-        self._check_compatible(data)
-        eta, _, _ = self._predict(_without_augmentation(data))
-        return pd.Series(eta, index=pd.Index(data.patient_ids), name="log_hazard")
+        dataset = self._prediction_dataset(data)
+        eta, _, _ = self._predict(dataset)
+        return pd.Series(eta, index=pd.Index(dataset.patient_ids), name="log_hazard")
 
-    def predict_score(self, data: ImageCohortDataset) -> np.ndarray:
+    def predict_score(self, data) -> np.ndarray:
         """Ranking score for concordance metrics (higher = higher risk): the log hazard."""
         return self.predict_log_hazard(data).to_numpy()
 
     def predict_survival(
-        self, data: ImageCohortDataset, times: Sequence[float] | np.ndarray | None = None
+        self, data, times: Sequence[float] | np.ndarray | None = None
     ) -> pd.DataFrame:
-        r"""Absolute survival from fracture :math:`S(t \mid \text{images}, x)`, patients x times.
+        r"""Survival from fracture :math:`S(t \mid \text{images}, x)`, patients x times.
 
         Parameters
         ----------
-        data : ImageCohortDataset
-            Patients to predict for, built with the training preprocessing.
+        data : Cohort, DataFrame or ImageCohortDataset
+            Patients to predict for.
         times : array-like of float, optional
             Times in years; by default every whole year up to the longest training
             follow-up.
@@ -376,7 +466,7 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         -------
         pandas.DataFrame
             Rows are patients (by id), columns the times; values in [0, 1], non-increasing
-            along each row. Death is treated as censoring (cause-specific survival).
+            along each row. Death is censoring (cause-specific, ``attrs["risk_type"]``).
         """
         eta = self.predict_log_hazard(data)
         if times is None:
@@ -384,24 +474,24 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
             times = years if years.size else np.array([self.baseline_hazard_.max_time_])
         times = np.asarray(times, dtype=np.float64)
         surv = self.baseline_hazard_.survival(eta.to_numpy(), times)
-        return pd.DataFrame(surv, index=eta.index, columns=pd.Index(times, name="time (years)"))
+        return self._survival_frame(surv, eta.index, times)
 
     def grad_cam(
         self,
-        data: ImageCohortDataset,
+        data,
         positions: Sequence[int] | None = None,
         *,
-        reference: ImageCohortDataset | None = None,
+        reference=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Grad-CAM maps of the log hazard for some patients of a dataset.
 
         Parameters
         ----------
-        data : ImageCohortDataset
-            Patients, built with the training preprocessing; read without augmentation.
+        data : Cohort, DataFrame or ImageCohortDataset
+            Patients; read without augmentation.
         positions : sequence of int, optional
             Item positions in ``data`` (default: all; mind the memory for large datasets).
-        reference : ImageCohortDataset, optional
+        reference : Cohort, DataFrame or ImageCohortDataset, optional
             Patients whose average feature maps are the reference (see
             :mod:`fracrisk.explain`): the map shows what raises the hazard compared with them.
             Default: all of ``data``.
@@ -414,58 +504,71 @@ class ImageSurvivalModel(SavedModel, RiskFromSurvival):
         """
         from fracrisk.explain import grad_cam, mean_feature_maps
 
-        self._check_fitted()
-        self._check_compatible(data)
-        reference = data if reference is None else reference
-        self._check_compatible(reference, "reference")
-        device = resolve_device(self.device)
+        view = self._prediction_dataset(data)
+        reference = view if reference is None else self._prediction_dataset(reference)
+        device = torch.device(self._predict_device())
         network = self.network_.to(device)
-        reference_maps = mean_feature_maps(
-            network, self._loader(_without_augmentation(reference), shuffle=False)
-        )
-        view = _without_augmentation(data)
-        positions = range(len(view)) if positions is None else positions
-        items = [view[int(p)] for p in positions]
-        if not items:
-            raise ValueError("positions must name at least one patient")
-        images = torch.stack([item[0] for item in items])
-        covariates = torch.stack([item[1] for item in items])
-        maps = grad_cam(network, images.to(device), covariates.to(device), reference=reference_maps)
+        try:
+            reference_maps = mean_feature_maps(network, self._loader(reference))
+            positions = range(len(view)) if positions is None else positions
+            items = [view[int(p)] for p in positions]
+            if not items:
+                raise ValueError("positions must name at least one patient")
+            images = torch.stack([item[0] for item in items])
+            covariates = torch.stack([item[1] for item in items])
+            maps = grad_cam(
+                network, images.to(device), covariates.to(device), reference=reference_maps
+            )
+        finally:
+            self.network_.cpu()
         return images, maps.cpu()
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Save to a directory: ``config.json`` plus ``weights.safetensors`` (no pickle).
+    def _saved_params(self) -> dict:
+        params = self.get_params()
+        if isinstance(self.encoder, nn.Module):
+            config = getattr(self.encoder, "registry_config", None)
+            if config is None:
+                raise ValueError(
+                    f"the encoder is a {type(self.encoder).__name__} not built by "
+                    "fracrisk.encoders.create_encoder, so a saved model could not rebuild it; "
+                    "register it with fracrisk.encoders.register_encoder and pass its name"
+                )
+            params["encoder"] = config["name"]
+            params["encoder_kwargs"] = {**config["kwargs"], **(self.encoder_kwargs or {})}
+        return params
 
-        :func:`fracrisk.load_model` rebuilds a model whose predictions are bit-identical.
-        """
-        self._check_fitted()
+    def _state(self) -> tuple[dict, dict[str, torch.Tensor]]:
         tensors = {
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
         tensors.update(_baseline_tensors(self.baseline_hazard_))
-        config = {
+        state = {
             "image_config": self.image_config_,
             "covariate_names": self.covariate_names_,
             "preprocessor": None if self.preprocessor_ is None else self.preprocessor_.to_dict(),
             "n_train": self.n_train_,
         }
-        return self._write(path, config, tensors, overwrite=overwrite)
+        return state, tensors
 
     @classmethod
-    def _from_saved(cls, config: dict, tensors: dict[str, torch.Tensor]) -> ImageSurvivalModel:
-        model = cls(**config["params"])
-        model.image_config_ = config["image_config"]
-        model.covariate_names_ = config["covariate_names"]
+    def _from_state(
+        cls, params: dict, state: dict, tensors: dict[str, torch.Tensor]
+    ) -> ImageSurvivalModel:
+        model = cls(**params)
+        model.image_config_ = state["image_config"]
+        model.covariate_names_ = state["covariate_names"]
         model.preprocessor_ = (
             None
-            if config["preprocessor"] is None
-            else TabularPreprocessor.from_dict(config["preprocessor"])
+            if state["preprocessor"] is None
+            else TabularPreprocessor.from_dict(state["preprocessor"])
         )
-        network = model._build_network(model.image_config_, len(model.covariate_names_))
+        network = model._build_network(
+            model.image_config_, len(model.covariate_names_), loading=True
+        )
         network.load_state_dict(_prefixed(tensors, "network"))
         model.network_ = network.eval()
         model.baseline_hazard_ = _baseline_from_tensors(tensors)
-        model.n_train_ = config["n_train"]
+        model.n_train_ = state["n_train"]
         return model

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fracrisk.simulate.cohort import VERTEBRAE
+from fracrisk.data.schema import (
+    HIP_CT_COLUMN,
+    SPINE_KEYPOINTS_COLUMN,
+    SPINE_PIXEL_SPACING_COLUMN,
+    SPINE_XRAY_COLUMN,
+)
+from fracrisk.imaging.anatomy import VERTEBRAE
 
 __all__ = ["RADIOGRAPH_SCALE", "write_images"]
 
@@ -120,11 +126,13 @@ def _write_range(
     if "hip_ct" in images:
         from fracrisk.simulate.hip_ct import hip_ct_volume, write_dicom_series, write_nifti
 
-        columns["hip_ct_path"] = []
+        columns[HIP_CT_COLUMN] = []
     if "spine" in images:
         from fracrisk.simulate.spine import lateral_radiograph, spine_volume
 
-        columns.update({"spine_xray_path": [], "spine_keypoints": [], "spine_pixel_spacing_mm": []})
+        columns.update(
+            {SPINE_XRAY_COLUMN: [], SPINE_KEYPOINTS_COLUMN: [], SPINE_PIXEL_SPACING_COLUMN: []}
+        )
     true_bmd = np.clip(_BMD_REF_MEAN + _BMD_REF_SD * truth["true_t_score"].to_numpy(), 0.2, 1.6)
     for k in range(len(clinical)):
         i = offset + k
@@ -150,7 +158,7 @@ def _write_range(
             else:
                 path = shard / f"{pid}_hip_ct.{ct_format}"
                 write_nifti(ct, path)
-            columns["hip_ct_path"].append(str(path))
+            columns[HIP_CT_COLUMN].append(str(path))
         if "spine" in images:
             spine = spine_volume(
                 femoral_neck_bmd=float(true_bmd[k]),
@@ -164,7 +172,7 @@ def _write_range(
             xray = lateral_radiograph(spine)
             path = shard / f"{pid}_spine_lateral.png"
             _save_png16(xray.image, path)
-            columns["spine_xray_path"].append(str(path))
-            columns["spine_keypoints"].append(json.dumps(np.round(xray.keypoints, 2).tolist()))
-            columns["spine_pixel_spacing_mm"].append(float(xray.pixel_spacing[0]))
+            columns[SPINE_XRAY_COLUMN].append(str(path))
+            columns[SPINE_KEYPOINTS_COLUMN].append(json.dumps(np.round(xray.keypoints, 2).tolist()))
+            columns[SPINE_PIXEL_SPACING_COLUMN].append(float(xray.pixel_spacing[0]))
     return columns

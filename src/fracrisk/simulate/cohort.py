@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fracrisk.data.cohort import Cohort
+from fracrisk.imaging.anatomy import VERTEBRAE
 from fracrisk.simulate.clinical import (
     _true_risks,
     _with_outcome,
@@ -28,8 +29,6 @@ from fracrisk.simulate.clinical import (
 )
 
 __all__ = ["PRESETS", "Preset", "cohort", "draw_hidden_determinants"]
-
-VERTEBRAE = ("L1", "L2", "L3", "L4", "L5")
 
 
 @dataclass(frozen=True)

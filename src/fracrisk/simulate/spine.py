@@ -51,9 +51,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from fracrisk.imaging.anatomy import VERTEBRAE
 from fracrisk.imaging.drr import project_points, render_drr
 
 __all__ = [
+    "DEFORMITY_TYPES",
     "GENANT_HEIGHT_LOSS",
     "LateralRadiograph",
     "SpineVolume",
@@ -65,8 +67,8 @@ __all__ = [
 #: phantom: grade 1 (mild) 20-25%, grade 2 (moderate) 25-40%, grade 3 (severe) > 40%
 #: (Genant, Wu, van Kuijk, Nevitt, J Bone Miner Res 1993;8(9):1137-1148).
 GENANT_HEIGHT_LOSS = {0: 0.0, 1: 0.22, 2: 0.32, 3: 0.45}
+#: Genant deformity types of a vertebral body ("none" for an intact one).
 DEFORMITY_TYPES = ("none", "wedge", "biconcave", "crush")
-VERTEBRAE = ("L1", "L2", "L3", "L4", "L5")
 
 # Femoral-neck reference (NHANES III white women 20-29), as in simulate.clinical [R].
 _BMD_REF_MEAN, _BMD_REF_SD = 0.858, 0.120

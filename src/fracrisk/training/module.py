@@ -1,0 +1,163 @@
+"""The Lightning module of Cox training: the maths of one step, nothing about devices.
+
+A batch is ``(*inputs, time, event)``; the network is called as ``network(*inputs)`` and
+returns the log hazard ratio, shape (batch,) or (batch, 1). So ``(features, time,
+event)`` trains a tabular head and ``(images, covariates, time, event)`` a
+:class:`~fracrisk.encoders.FusionSurvivalNet`. Lightning owns the loop, the devices,
+precision, the checkpoints and the logging.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from fracrisk.losses import cox_partial_likelihood
+from fracrisk.training.config import TrainingConfig
+from fracrisk.training.distributed import global_cox_loss
+
+__all__ = ["CoxLightningModule", "epoch_seed", "split_batch"]
+
+
+def split_batch(batch) -> tuple[tuple, torch.Tensor, torch.Tensor]:
+    """``(*inputs, time, event)`` -> ``(inputs, time, event)``, with at least one input."""
+    n = len(batch) if isinstance(batch, (tuple, list)) else None
+    if n is None or n < 3:
+        got = f"{n} elements" if n is not None else f"a {type(batch).__name__}"
+        raise ValueError(
+            f"a batch must be a tuple (*inputs, time, event) with at least one input, got {got}"
+        )
+    return tuple(batch[:-2]), batch[-2], batch[-1]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of an epoch: a function of (seed, epoch) alone (resumable)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class CoxLightningModule(pl.LightningModule):
+    """Minimises the mini-batch Cox partial likelihood of ``network``.
+
+    Training loss: :func:`~fracrisk.training.global_cox_loss`, over the global batch of
+    a distributed run. Validation: the exact Cox loss over the whole validation set at
+    once (per event) as ``val_loss``, and Uno's C as ``val_uno_c``; each rank evaluates
+    the whole validation set, so both are the same on every rank.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps the batch inputs to log hazard ratios.
+    config : TrainingConfig
+        Optimiser, schedule and seed.
+    steps_per_epoch : int
+        Optimiser steps per epoch (for the one-cycle schedule).
+    """
+
+    def __init__(self, network: nn.Module, config: TrainingConfig, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.network = network
+        self.config = config
+        self.steps_per_epoch = max(int(steps_per_epoch), 1)
+        self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._train_sum = 0.0
+        self._train_events = 0
+
+    def forward(self, *inputs) -> torch.Tensor:
+        """Log hazard ratios of the inputs."""
+        return self.network(*inputs)
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        """Reseed dropout and augmentation from (seed, epoch); point the sampler at the epoch."""
+        epoch = self.current_epoch
+        torch.manual_seed(epoch_seed(self.config.seed, epoch))
+        loader = self.trainer.train_dataloader
+        sampler = getattr(loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        dataset = getattr(loader, "dataset", None)
+        while dataset is not None and not hasattr(dataset, "set_epoch"):
+            dataset = getattr(dataset, "dataset", None)  # through Subset
+        if dataset is not None:
+            dataset.set_epoch(epoch)
+        self._train_sum, self._train_events = 0.0, 0
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Cox loss per event of one global batch."""
+        inputs, time, event = split_batch(batch)
+        eta = self.network(*inputs)
+        loss, n_events = global_cox_loss(eta, time, event, ties=self.config.ties)
+        self._train_sum += float(loss.detach()) * max(n_events, 1)
+        self._train_events += n_events
+        return loss
+
+    def epoch_train_loss(self) -> float:
+        """Mean training loss per event over the epoch so far (every global batch)."""
+        return self._train_sum / max(self._train_events, 1)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training loss per event."""
+        self.log("train_loss", self.epoch_train_loss(), prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        """Start collecting the validation log hazards."""
+        self._val_parts = []
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Collect the log hazards; the metrics need the whole validation set at once."""
+        inputs, time, event = split_batch(batch)
+        eta = self.network(*inputs).float().reshape(-1)
+        self._val_parts.append((eta.detach().cpu().double(), time.cpu(), event.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        """``val_loss`` (exact Cox loss per event) and ``val_uno_c`` on all validation patients."""
+        from fracrisk.metrics import uno_c
+
+        if not self._val_parts:
+            return
+        eta = torch.cat([p[0] for p in self._val_parts])
+        time = torch.cat([p[1] for p in self._val_parts]).double()
+        event = torch.cat([p[2] for p in self._val_parts])
+        is_event = event == 1
+        if bool(is_event.any()) and torch.isfinite(eta).all():
+            loss = float(cox_partial_likelihood(eta, time, is_event, ties=self.config.ties))
+            try:
+                c = float(uno_c(time.numpy(), is_event.numpy().astype(int), eta.numpy()))
+            except ValueError:  # no comparable pair
+                c = math.nan
+        else:
+            loss, c = math.nan, math.nan
+        self.log("val_loss", loss, prog_bar=True, sync_dist=False)
+        self.log("val_uno_c", c, prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        """AdamW, with the configured learning-rate schedule."""
+        config = self.config
+        optimiser = torch.optim.AdamW(
+            self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        if config.lr_schedule == "onecycle":
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimiser,
+                max_lr=config.learning_rate,
+                total_steps=config.max_epochs * self.steps_per_epoch,
+            )
+            return {
+                "optimizer": optimiser,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+            }
+        if config.lr_schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimiser, T_max=config.max_epochs
+            )
+            return {
+                "optimizer": optimiser,
+                "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
+            }
+        return optimiser
