@@ -160,28 +160,6 @@ def test_training_is_seeded_and_keeps_the_callers_random_state():
     assert not torch.equal(first.head.weight, other.head.weight)
 
 
-def test_batches_depend_on_seed_and_epoch_only():
-    from fracrisk.imaging.keypoints import _ShuffledBatchSampler
-
-    def batches(seed, epoch, rank=0, world_size=1, n=10, batch_size=4):
-        sampler = _ShuffledBatchSampler(n, batch_size, seed=seed, rank=rank, world_size=world_size)
-        sampler.set_epoch(epoch)
-        return list(sampler)
-
-    one = batches(0, 3)
-    assert [len(b) for b in one] == [4, 4, 2] and sorted(sum(one, [])) == list(range(10))
-    assert batches(0, 3) == one
-    assert batches(0, 4) != one and batches(1, 3) != one
-    # two ranks see, together, exactly the global batches of one process
-    ranks = [batches(0, 3, rank=r, world_size=2) for r in (0, 1)]
-    assert [a + b for a, b in zip(*ranks, strict=True)] == one
-    # a last global batch too small to give every rank an item is dropped
-    assert [len(b) for b in batches(0, 0, rank=2, world_size=3, n=9)] == [1, 1]
-    assert len(_ShuffledBatchSampler(9, 4, seed=0, world_size=3)) == 2
-    with pytest.raises(ValueError, match="smaller than the number of processes"):
-        _ShuffledBatchSampler(9, 2, seed=0, world_size=3)
-
-
 def test_lightning_module_and_datamodule_are_importable():
     from fracrisk.imaging import keypoints as module
     from fracrisk.imaging.keypoints import KeypointDataModule, KeypointLightningModule

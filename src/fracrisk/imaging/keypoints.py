@@ -264,57 +264,6 @@ def _jitter(x: torch.Tensor) -> torch.Tensor:
     return (x * gain + offset + curve * x * x + noise).to(x.dtype)
 
 
-def _shuffle_seed(seed: int, epoch: int) -> int:
-    """The seed of an epoch's shuffle: a function of (seed, epoch) alone.
-
-    A stream of its own, apart from :func:`fracrisk.training.module.epoch_seed` (which
-    seeds the augmentation), so the order and the jitter are not drawn from equal seeds.
-    """
-    state = np.random.SeedSequence([int(seed), int(epoch), 1]).generate_state(1, np.uint64)
-    return int(state[0] >> 1)
-
-
-class _ShuffledBatchSampler(torch.utils.data.Sampler):
-    """Shuffled global batches whose order depends on ``(seed, epoch)`` only; one rank's part.
-
-    The ``n`` items are permuted by a :class:`torch.Generator` seeded from ``(seed, epoch)``
-    and cut into global batches of ``batch_size`` (the last may be smaller). Each global
-    batch is split into ``world_size`` contiguous parts (sizes differing by at most one),
-    one per rank; a last global batch smaller than ``world_size`` is dropped so that no
-    rank gets an empty batch. Lightning calls :meth:`set_epoch` before every epoch.
-    """
-
-    def __init__(
-        self, n: int, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1
-    ) -> None:
-        if batch_size < world_size:
-            raise ValueError(
-                f"batch_size {batch_size} is smaller than the number of processes "
-                f"{world_size}: some ranks would get no radiograph"
-            )
-        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
-        self.rank, self.world_size = int(rank), int(world_size)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration gives."""
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(_shuffle_seed(self.seed, self.epoch))
-        for batch in torch.randperm(self.n, generator=generator)[: self._used()].split(
-            self.batch_size
-        ):
-            yield batch.tensor_split(self.world_size)[self.rank].tolist()
-
-    def _used(self) -> int:
-        full, last = divmod(self.n, self.batch_size)
-        return full * self.batch_size + (last if last >= self.world_size else 0)
-
-    def __len__(self) -> int:
-        return math.ceil(self._used() / self.batch_size)
-
-
 @functools.cache
 def _lightning_classes() -> dict[str, type]:
     """The Lightning classes of detector training, defined on first use.
@@ -326,6 +275,7 @@ def _lightning_classes() -> dict[str, type]:
     from torch.utils.data import DataLoader, TensorDataset
 
     from fracrisk.training.module import epoch_seed
+    from fracrisk.training.sampler import EventStratifiedBatchSampler
 
     class KeypointLightningModule(pl.LightningModule):
         """Trains a :class:`KeypointNet` on the heatmap and coordinate loss.
@@ -450,8 +400,9 @@ def _lightning_classes() -> dict[str, type]:
 
         def train_dataloader(self) -> DataLoader:
             """The loader of this rank's part of every shuffled global batch."""
-            sampler = _ShuffledBatchSampler(
-                len(self.images),
+            # Every radiograph is a non-event: a shuffle seeded by (seed, epoch) alone.
+            sampler = EventStratifiedBatchSampler(
+                np.zeros(len(self.images), dtype=bool),
                 self.config.batch_size,
                 seed=self.config.seed,
                 rank=self.trainer.global_rank,
