@@ -210,3 +210,13 @@ def test_progress_bar_is_lightnings(capsys):
     DeepSurv(hidden=(4,), max_epochs=1, accelerator="cpu").fit(clinical_cohort(200, seed=1))
     quiet = capsys.readouterr()
     assert "Epoch 0" not in quiet.out + quiet.err
+
+
+def test_a_logger_that_is_not_installed_is_named(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow"):
+        pytest.skip("mlflow is installed here")
+    model = DeepSurv(hidden=(4,), max_epochs=1, logger="mlflow", checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="logger='mlflow' needs the mlflow package"):
+        model.fit(clinical_cohort(200, seed=1))

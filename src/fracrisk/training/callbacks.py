@@ -5,14 +5,16 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import TQDMProgressBar
 
-__all__ = ["BestWeights", "SafeCheckpointIO", "TrainingHistory"]
+__all__ = ["BestWeights", "EpochProgressBar", "SafeCheckpointIO", "TrainingHistory"]
 
 
 class TrainingHistory:
@@ -167,3 +169,20 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
         location = map_location if map_location is not None else (lambda storage, loc: storage)
         return torch.load(path, map_location=location, weights_only=True)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, without the validation bar that flickers under it each epoch.
+
+    In a log file (not a terminal) it refreshes once per epoch instead of every step.
+    """
+
+    def __init__(self, steps_per_epoch: int) -> None:
+        interactive = sys.stderr.isatty() or sys.stdout.isatty()
+        super().__init__(refresh_rate=1 if interactive else max(1, int(steps_per_epoch)))
+
+    def init_validation_tqdm(self):
+        """A disabled bar: validation is one short pass, its numbers go in the epoch bar."""
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar

@@ -9,6 +9,7 @@ else that maps ``(*inputs)`` to a log hazard train through it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 import warnings
@@ -23,7 +24,12 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from fracrisk.training.callbacks import BestWeights, SafeCheckpointIO, TrainingHistory
+from fracrisk.training.callbacks import (
+    BestWeights,
+    EpochProgressBar,
+    SafeCheckpointIO,
+    TrainingHistory,
+)
 from fracrisk.training.config import (
     TrainingConfig,
     resolve_accelerator,
@@ -133,6 +139,14 @@ def _logger(config: TrainingConfig, root: Path | None):
 
     if config.logger == "csv":
         return loggers.CSVLogger(str(root), name="logs")  # logs/version_N: one per (re)start
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}
+    if config.logger in needs and not any(
+        importlib.util.find_spec(m) for m in needs[config.logger]
+    ):
+        raise ValueError(
+            f"logger={config.logger!r} needs the {needs[config.logger][0]} package, which is "
+            f"not installed (pip install {needs[config.logger][0]}); or use logger='csv'"
+        )
     if config.logger == "tensorboard":
         return loggers.TensorBoardLogger(str(root), name="logs")
     return loggers.MLFlowLogger(experiment_name="fracrisk", save_dir=str(root / "mlruns"))
@@ -227,6 +241,8 @@ def fit_lightning(
                 enable_version_counter=False,
             )
         )
+    if config.progress:
+        all_callbacks.append(EpochProgressBar(steps_per_epoch))
     all_callbacks.extend(callbacks)
     with _quiet_lightning(), tempfile.TemporaryDirectory() as scratch:
         trainer = pl.Trainer(
