@@ -8,7 +8,6 @@ before ``fit``; a declared risk type carried by the predictions.
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +20,7 @@ from fracrisk.baselines import FraxStyleCalculator
 from fracrisk.exceptions import NotFittedError
 from fracrisk.models import RISK_TYPES
 from fracrisk.simulate import clinical_cohort
-from fracrisk.testing import assert_valid_survival
+from fracrisk.testing import assert_valid_survival, tiny_ct_cohort
 
 TIMES = [0.0, 0.5, 1.0, 2.5, 5.0]
 ALL_MODELS = list_models()
@@ -53,31 +52,8 @@ def tabular():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """60 tiny CTs whose dense ball's HU sets the hazard; age and sex as covariates."""
-    rng = np.random.default_rng(0)
-    out = tmp_path_factory.mktemp("conformance_cts")
-    n = 60
-    z = rng.normal(size=n)
-    grid = np.indices((16, 16, 16)).astype(np.float32) - 7.5
-    ball = (grid**2).sum(0) <= 5.0**2
-    paths = []
-    for i in range(n):
-        volume = np.full(grid.shape[1:], -1000.0) + rng.normal(0, 20, grid.shape[1:])
-        volume[ball] = 400.0 + 300.0 * z[i]
-        path = out / f"ct_{i:02d}.nii.gz"
-        nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), path)
-        paths.append(str(path))
-    event_time = rng.exponential(1.0 / (0.2 * np.exp(z)))
-    censor = rng.uniform(0.5, 8.0, n)
-    return pd.DataFrame(
-        {
-            "patient_id": [f"p{i:02d}" for i in range(n)],
-            "time": np.minimum(event_time, censor).round(4),
-            "event": (event_time <= censor).astype(int),
-            "age": rng.uniform(50, 80, n).round(),
-            "hip_ct_path": paths,
-        }
-    )
+    """60 tiny CTs whose dense ball's HU sets the hazard; age as a covariate."""
+    return tiny_ct_cohort(tmp_path_factory.mktemp("conformance_cts"), 60, seed=0)
 
 
 def _data(name, tabular, images):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +16,7 @@ import torch
 from fracrisk import DeepSurv, load_model
 from fracrisk.exceptions import DeviceUnavailableError
 from fracrisk.simulate import clinical_cohort
+from fracrisk.testing import tiny_ct_cohort
 
 _SCRIPT = textwrap.dedent(
     """
@@ -58,32 +58,9 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _ct_cohort(directory, n=60):
-    rng = np.random.default_rng(1)
-    directory.mkdir()
-    z = rng.normal(size=n)
-    grid = np.indices((16, 16, 16)).astype(np.float32) - 7.5
-    ball = (grid**2).sum(0) <= 5.0**2
-    paths = []
-    for i in range(n):
-        volume = np.full(grid.shape[1:], -1000.0) + rng.normal(0, 20, grid.shape[1:])
-        volume[ball] = 400.0 + 300.0 * z[i]
-        path = directory / f"ct_{i:02d}.nii.gz"
-        nib.save(nib.Nifti1Image(volume.astype(np.int16), np.eye(4)), path)
-        paths.append(str(path))
-    event_time = rng.exponential(1.0 / (0.2 * np.exp(z)))
-    censor = rng.uniform(0.5, 8.0, n)
-    table = pd.DataFrame(
-        {
-            "patient_id": [f"p{i:02d}" for i in range(n)],
-            "time": np.minimum(event_time, censor).round(4),
-            "event": (event_time <= censor).astype(int),
-            "age": rng.uniform(50, 80, n).round(),
-            "hip_ct_path": paths,
-        }
-    )
+def _ct_cohort(directory):
     path = directory / "cohort.csv"
-    table.to_csv(path, index=False)
+    tiny_ct_cohort(directory, 60, seed=1).to_csv(path, index=False)
     return path
 
 
