@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.fracrisk-installed
 # torch and torchvision are pinned to builds that install together (timm needs torchvision).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench bench-drr docs clean
+.PHONY: demo test lint bench bench-drr bench-training docs clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_losses.py --repeats 9
+
+# Encoder throughput, data-wait share, Lightning overhead, peak RSS (and GPU figures with CUDA).
+bench-training: $(STAMP)
+	$(PY) benchmarks/bench_training.py
 
 # DiffDRR is a benchmark-only peer: installed beside fracrisk without its viewer stack.
 bench-drr: $(STAMP)
