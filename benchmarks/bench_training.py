@@ -890,6 +890,7 @@ def main(argv=None) -> int:
     emit()
     timings: dict[str, float] = {}
     results: dict[str, dict] = {}
+    loads: list[float] = []
 
     def run(name: str, function, *extra) -> None:
         if name not in args.sections:
@@ -899,6 +900,7 @@ def main(argv=None) -> int:
         timings[name] = time.perf_counter() - start
         emit(f"_{name}: {timings[name]:.0f} s; load average after it: {load_average()}_")
         emit()
+        loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
 
     # First, while this process is small: Linux keeps ru_maxrss across fork + exec, so the
     # child's ru_maxrss is at least this process's RSS at the fork (VmHWM is the child's own).
@@ -935,6 +937,14 @@ def main(argv=None) -> int:
             f"{'PASS' if ok else 'FAIL'}: peak RSS {rss['gib']:.2f} GiB (VmHWM; ru_maxrss "
             f"{rss['maxrss_gib']:.2f} GiB) < {RSS_LIMIT_GIB:.0f} GiB (default DRR model, "
             f"batch {args.rss_batch}, 3x{args.rss_size}x{args.rss_size}){tag}"
+        )
+    busy = max(loads, default=0.0)
+    if busy > torch.get_num_threads() + 1:  # this run itself accounts for about its threads
+        emit()
+        emit(
+            f"WARNING: the 1-minute load average reached {busy:.2f} during the run (this "
+            f"run itself adds about {torch.get_num_threads()}): other processes shared the "
+            "cores, so the timings above are pessimistic and the ratios noisy."
         )
     emit()
     emit(

@@ -1,7 +1,7 @@
 r"""Late fusion of an image embedding with clinical covariates, into a survival head.
 
 :class:`FusionSurvivalNet` is the network trained by
-:func:`fracrisk.training.train_cox_network`: images go through an encoder (any registered
+:func:`fracrisk.training.fit_cox_network`: images go through an encoder (any registered
 one), the embedding is concatenated with the clinical covariates, and a head from
 :func:`fracrisk.heads.create_head` maps the joint features to the log hazard ratio
 :math:`\eta` (higher means higher risk). This is the design of Kong et al. 2022 (CNN
@@ -74,7 +74,7 @@ class FusionSurvivalNet(nn.Module):
     ``images`` is passed to the encoder as it is when it is a tensor, unpacked as
     ``encoder(*images)`` when it is a tuple or list (e.g. ``(patches, mask)`` for
     :class:`~fracrisk.encoders.VertebralPatchEncoder`) and as ``encoder(**images)`` when it
-    is a mapping. With :func:`~fracrisk.training.train_cox_network`, a DataLoader yielding
+    is a mapping. With :func:`~fracrisk.training.fit_cox_network`, a dataset of items
     ``(images, covariates, time, event)`` trains the network (``(images, time, event)``
     when ``n_covariates == 0``).
 

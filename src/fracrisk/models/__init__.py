@@ -2,7 +2,6 @@
 
 from fracrisk.models._base import (
     RISK_TYPES,
-    SavedModel,
     SurvivalEstimator,
     SurvivalModel,
     create_model,
@@ -19,7 +18,6 @@ __all__ = [
     "CoxPH",
     "DeepSurv",
     "ImageSurvivalModel",
-    "SavedModel",
     "SurvivalEstimator",
     "SurvivalModel",
     "create_model",

@@ -26,7 +26,6 @@ from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = [
     "RISK_TYPES",
-    "SavedModel",
     "SurvivalEstimator",
     "SurvivalModel",
     "create_model",
@@ -252,10 +251,6 @@ class SurvivalModel:
         if not isinstance(model, cls):
             raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
-
-
-#: Older name of :class:`SurvivalModel`'s save/load half, kept for imports.
-SavedModel = SurvivalModel
 
 
 def _jsonable_params(model: SurvivalModel) -> dict:
