@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from fracrisk._params import InstanceOf, Options
-from fracrisk.baselines._competing import cumulative_incidence
+from fracrisk.baselines._competing import cumulative_incidence, pair_state, restore_pair
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
-from fracrisk.models._base import SurvivalModel, _prefixed
+from fracrisk.models._base import SurvivalModel
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxColumn"]
@@ -118,20 +118,12 @@ class FraxColumn(SurvivalModel, name="frax_column"):
         return self._survival_frame(surv, index, grid)
 
     def _state(self) -> tuple[dict, dict]:
-        state, tensors = {"n_train": self.n_train_, "models": {}}, {}
-        if self.recalibrate:
-            for name in ("fracture_model_", "death_model_"):
-                model = getattr(self, name)
-                sub_state, sub_tensors = model._state()
-                state["models"][name] = {"params": model.get_params(), "state": sub_state}
-                tensors.update({f"{name}.{k}": v for k, v in sub_tensors.items()})
-        return state, tensors
+        models, tensors = pair_state(self) if self.recalibrate else ({}, {})
+        return {"n_train": self.n_train_, "models": models}, tensors
 
     @classmethod
     def _from_state(cls, params: dict, state: dict, tensors: dict) -> FraxColumn:
         model = cls(**params)
         model.n_train_ = state["n_train"]
-        for name, saved in state["models"].items():
-            sub = CoxPH._from_state(saved["params"], saved["state"], _prefixed(tensors, name))
-            setattr(model, name, sub)
+        restore_pair(model, state["models"], tensors)
         return model

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from fracrisk._params import Interval, Options
-from fracrisk.baselines._competing import cumulative_incidence
+from fracrisk.baselines._competing import cumulative_incidence, pair_state, restore_pair
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
 from fracrisk.data.schema import BINARY_RISK_FACTORS
-from fracrisk.models._base import SurvivalModel, _prefixed
+from fracrisk.models._base import SurvivalModel
 from fracrisk.models.coxph import CoxPH
 
 __all__ = ["FraxStyleRefit"]
@@ -161,18 +161,13 @@ class FraxStyleRefit(SurvivalModel, name="frax_refit"):
         return self._survival_frame(1.0 - cif, index, times)
 
     def _state(self) -> tuple[dict, dict]:
+        models, tensors = pair_state(self)
         state = {
             "n_train": self.n_train_,
             "covariates": self.covariates_,
             "constant_dropped": self.constant_dropped_,
-            "models": {},
+            "models": models,
         }
-        tensors = {}
-        for name in ("fracture_model_", "death_model_"):
-            model = getattr(self, name)
-            sub_state, sub_tensors = model._state()
-            state["models"][name] = {"params": model.get_params(), "state": sub_state}
-            tensors.update({f"{name}.{k}": v for k, v in sub_tensors.items()})
         return state, tensors
 
     @classmethod
@@ -181,9 +176,7 @@ class FraxStyleRefit(SurvivalModel, name="frax_refit"):
         model.n_train_ = state["n_train"]
         model.covariates_ = state["covariates"]
         model.constant_dropped_ = state["constant_dropped"]
-        for name, saved in state["models"].items():
-            sub = CoxPH._from_state(saved["params"], saved["state"], _prefixed(tensors, name))
-            setattr(model, name, sub)
+        restore_pair(model, state["models"], tensors)
         return model
 
     def predict_score(self, data) -> np.ndarray:

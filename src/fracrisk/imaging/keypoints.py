@@ -274,7 +274,7 @@ def _lightning_classes() -> dict[str, type]:
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader, TensorDataset
 
-    from fracrisk.training.module import epoch_seed
+    from fracrisk.training.module import adamw_with_schedule, epoch_seed
     from fracrisk.training.sampler import EventStratifiedBatchSampler
 
     class KeypointLightningModule(pl.LightningModule):
@@ -349,32 +349,9 @@ def _lightning_classes() -> dict[str, type]:
 
         def configure_optimizers(self):
             """AdamW, with the configured schedule (one-cycle peaks after 15% of the steps)."""
-            config = self.config
-            optimiser = torch.optim.AdamW(
-                self.network.parameters(),
-                lr=config.learning_rate,
-                weight_decay=config.weight_decay,
+            return adamw_with_schedule(
+                self.network.parameters(), self.config, self.steps_per_epoch, warmup=0.15
             )
-            if config.lr_schedule == "onecycle":
-                schedule = torch.optim.lr_scheduler.OneCycleLR(
-                    optimiser,
-                    max_lr=config.learning_rate,
-                    total_steps=config.max_epochs * self.steps_per_epoch,
-                    pct_start=0.15,
-                )
-                return {
-                    "optimizer": optimiser,
-                    "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-                }
-            if config.lr_schedule == "cosine":
-                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                    optimiser, T_max=config.max_epochs
-                )
-                return {
-                    "optimizer": optimiser,
-                    "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
-                }
-            return optimiser
 
     class KeypointDataModule(pl.LightningDataModule):
         """The training loader of ``(images, keypoints)`` tensors, built once the rank is known.

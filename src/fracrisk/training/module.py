@@ -20,7 +20,7 @@ from fracrisk.losses import cox_partial_likelihood
 from fracrisk.training.config import TrainingConfig
 from fracrisk.training.distributed import global_cox_loss
 
-__all__ = ["CoxLightningModule", "epoch_seed", "split_batch"]
+__all__ = ["CoxLightningModule", "adamw_with_schedule", "epoch_seed", "split_batch"]
 
 
 def split_batch(batch) -> tuple[tuple, torch.Tensor, torch.Tensor]:
@@ -138,26 +138,31 @@ class CoxLightningModule(pl.LightningModule):
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         """AdamW, with the configured learning-rate schedule."""
-        config = self.config
-        optimiser = torch.optim.AdamW(
-            self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        return adamw_with_schedule(self.network.parameters(), self.config, self.steps_per_epoch)
+
+
+def adamw_with_schedule(parameters, config: TrainingConfig, steps_per_epoch: int, *, warmup=0.3):
+    """AdamW and ``config.lr_schedule``, as Lightning's ``configure_optimizers`` returns them.
+
+    ``"onecycle"`` rises to ``learning_rate`` over the first ``warmup`` share of the steps
+    and anneals after (stepped per batch); ``"cosine"`` anneals to 0 over ``max_epochs``
+    (stepped per epoch); ``"constant"`` keeps ``learning_rate``.
+    """
+    optimiser = torch.optim.AdamW(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    if config.lr_schedule == "onecycle":
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser,
+            max_lr=config.learning_rate,
+            total_steps=config.max_epochs * max(int(steps_per_epoch), 1),
+            pct_start=warmup,
         )
-        if config.lr_schedule == "onecycle":
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimiser,
-                max_lr=config.learning_rate,
-                total_steps=config.max_epochs * self.steps_per_epoch,
-            )
-            return {
-                "optimizer": optimiser,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-            }
-        if config.lr_schedule == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimiser, T_max=config.max_epochs
-            )
-            return {
-                "optimizer": optimiser,
-                "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
-            }
-        return optimiser
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+    if config.lr_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.max_epochs)
+        return {
+            "optimizer": optimiser,
+            "lr_scheduler": {"scheduler": schedule, "interval": "epoch"},
+        }
+    return optimiser
