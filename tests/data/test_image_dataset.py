@@ -464,7 +464,7 @@ def test_every_cache_file_is_written_beside_its_place_then_renamed(sim, tmp_path
         rows, "patches", covariates=[], cache_dir=cache, keypoint_columns=(), progress=False
     )
     files = sorted(p for p in cache.rglob("*") if p.is_file())
-    assert {p.parent.parent.name for p in files} == {"drr", "drr_index", "keypoints", "patches"}
+    assert {p.parent.parent.name for p in files} == {"drr", "keypoints", "patches"}
     assert files == sorted(renames)  # nothing reached the cache but by an atomic rename
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import re
 import shutil
@@ -125,8 +126,17 @@ def test_dicom_series_with_flipped_rows_columns_and_slice_order_is_reoriented(hi
     np.testing.assert_allclose(ct.affine, hip.affine(), atol=1e-4)
 
 
-@pytest.mark.parametrize("codes", [("L", "P", "S"), ("R", "A", "S"), ("I", "R", "P")])
+_AXES = (("L", "R"), ("P", "A"), ("I", "S"))
+_ALL_AXCODES = [  # the 48 orientations: 6 axis orders x 8 directions
+    tuple(axis[s] for axis, s in zip(order, signs, strict=True))
+    for order in itertools.permutations(_AXES)
+    for signs in itertools.product((0, 1), repeat=3)
+]
+
+
+@pytest.mark.parametrize("codes", _ALL_AXCODES, ids="".join)
 def test_nifti_with_other_orientation_loads_to_the_same_canonical_array(hip, tmp_path, codes):
+    # nibabel's orientation transforms are the oracle of MONAI's Orientation used by load_ct.
     ornt = ornt_transform(axcodes2ornt(CANONICAL_AXCODES), axcodes2ornt(codes))
     data = apply_orientation(hip.volume_hu, ornt)
     affine = hip.affine() @ inv_ornt_aff(ornt, hip.volume_hu.shape)

@@ -11,6 +11,18 @@ r"""A PyTorch dataset of images, covariates and outcome, one item per patient of
   or found by the keypoint detector), and the L1-L5 patches ``(5, h, w)`` cut by
   :func:`fracrisk.imaging.vertebral_patches`.
 
+A thin composition
+------------------
+The dataset is three parts and the table's rows:
+
+* a **pipeline** of dictionary transforms (:mod:`fracrisk.imaging.pipeline`): for a CT
+  ``LoadCTd -> RenderDRRd``; for a radiograph ``DetectKeypointsd -> LoadRadiographd ->
+  NormaliseRadiographd -> CutVertebralPatchesd``; then the random tail (``transform``);
+* a **store** (:class:`fracrisk.imaging.store.TensorStore`) holding the pipeline's output
+  up to the first random transform, as MONAI's ``PersistentDataset`` does;
+* a **failure policy** (:class:`fracrisk.data.image_failures.FailurePolicy`): stop at a bad
+  row, or skip it and report it.
+
 Deterministic work, then augmentation
 -------------------------------------
 Everything deterministic (read, render or detect, cut, normalise) is done **once**, when
@@ -25,14 +37,13 @@ atomically, found by a SHA-256 key of
 * the image file's **content** (its bytes; every file of a DICOM directory), or, with
   ``file_identity="stat"``, its absolute path, size and modification time (no file is read
   when everything is cached: for very large cohorts);
-* every option that changes the result (CT spacing, views, size, window and other render
-  options; keypoints, patch size, margin, mapping and normalisation; the detector's
+* every option of every deterministic step (CT spacing, views, size, window and other
+  render options; keypoints, patch size, margin, mapping and normalisation; the detector's
   weights).
 
-DRRs are stored by :class:`fracrisk.imaging.DRRCache` (keyed by the volume's voxels and the
-geometry), with a small index from the file's key to the DRR's key, so that a warm cache
-does not even read the CT. Detected keypoints are cached apart from the patches: changing
-the patch size does not re-run the detector.
+The key is known before any image is read, so a warm cache reads no CT. Detected keypoints
+are cached apart from the patches: changing the patch size does not re-run the detector.
+Layout: ``cache_dir/drr``, ``cache_dir/patches`` and ``cache_dir/keypoints``.
 
 Outcome
 -------
@@ -61,301 +72,48 @@ generator, which ``torch.manual_seed`` and the DataLoader's per-worker seeding c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-import fracrisk.imaging.io as _io
-import fracrisk.imaging.keypoints as _keypoints
-from fracrisk._io import atomic_path
 from fracrisk.data.cohort import Cohort, as_cohort
+from fracrisk.data.image_failures import FailurePolicy, ImageFailure, failure_table
 from fracrisk.data.schema import DEFAULT_IMAGE_COLUMNS, SPINE_KEYPOINTS_COLUMN
-from fracrisk.exceptions import DataWarning, NotFittedError, NoUsableImagesError
+from fracrisk.exceptions import NotFittedError
 from fracrisk.imaging.anatomy import N_KEYPOINTS, VERTEBRA_CORNERS, VERTEBRAE
-from fracrisk.imaging.cache import DRRCache, drr_cache_key
 from fracrisk.imaging.drr import _check_size as _check_image_size
-from fracrisk.imaging.drr import _check_views, _check_window, render_drr
-from fracrisk.imaging.geometry import resolve_geometry
+from fracrisk.imaging.drr import _check_views, _check_window
 from fracrisk.imaging.io import ImageReadError
 from fracrisk.imaging.patches import TRANSFORMS as _PATCH_MAPPINGS
-from fracrisk.imaging.patches import vertebral_patches
-from fracrisk.imaging.transforms import IMAGE_KINDS, Compose, RandomTransform
+from fracrisk.imaging.pipeline import (
+    RADIOGRAPH_NORMALISATIONS,
+    PersistentPipeline,
+    Prepared,
+    apply_transform,
+    drr_pipeline,
+    patch_pipeline,
+    prepare_items,
+    render_key_options,
+    resolve_path,
+)
+from fracrisk.imaging.store import FILE_IDENTITIES, TensorStore, read_tensor
+from fracrisk.imaging.transforms import IMAGE_KINDS
 from fracrisk.imaging.transforms import default_eval_transform as _default_eval_transform
 from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = ["ImageCohortDataset", "ImageFailure", "failure_table"]
 
-_FORMAT = "fracrisk-image-dataset/1"
 _DEFAULT_SIZES = {"drr": (224, 224), "patches": (64, 64)}
-_NORMALISATIONS = ("zscore", None)
-_FILE_IDENTITIES = ("content", "stat")
-_ON_ERROR = ("raise", "skip")
+_STORED_NAME = {"drr": "views", "patches": "patches"}
 _EVENT_OF_INTEREST = 1  # fracture (EVENT_CODES)
 _KEYPOINT_SHAPE = (len(VERTEBRAE), len(VERTEBRA_CORNERS), 2)
-
-
-@dataclass(frozen=True)
-class ImageFailure:
-    """A row left out (``on_error="skip"``) or stopped at (``"raise"``), and why.
-
-    Attributes
-    ----------
-    row : object
-        Row label in the cohort table.
-    patient_id : object
-        The patient's id (the row label when the table has no id column).
-    column : str
-        The column at fault: the image path column, or the keypoint column(s).
-    path : str
-        The image file (or directory) as given in the table.
-    reason : str
-        What is wrong, in words.
-    """
-
-    row: Any
-    patient_id: Any
-    column: str
-    path: str
-    reason: str
-
-    def describe(self) -> str:
-        """One line: patient, row, column, file and reason."""
-        return (
-            f"patient_id {self.patient_id!r} (row {self.row!r}), column {self.column!r}, "
-            f"file {self.path}: {self.reason}"
-        )
-
-
-def failure_table(failures: Sequence[ImageFailure]) -> pd.DataFrame:
-    """Failed rows as a table: ``row``, ``patient_id``, ``column``, ``path``, ``reason``.
-
-    What :meth:`ImageCohortDataset.failure_report` gives, and what to write when every row
-    failed (:class:`~fracrisk.exceptions.NoUsableImagesError` carries the failures).
-    """
-    return pd.DataFrame(
-        [vars(f) for f in failures], columns=["row", "patient_id", "column", "path", "reason"]
-    )
-
-
-@dataclass
-class _Result:
-    """What preparing one row gave (returned from worker processes)."""
-
-    position: int
-    file: str | None = None  # cache file holding the tensor (disk cache)
-    tensor: torch.Tensor | None = None  # the tensor itself (memory cache)
-    failure: ImageFailure | None = None
-    counts: dict | None = None
-
-
-class _RowError(Exception):
-    """A row cannot be used: which column, and why (turned into an ImageFailure)."""
-
-    def __init__(self, column: str, reason: str) -> None:
-        super().__init__(reason)
-        self.column = column
-        self.reason = reason
-
-
-# ------------------------------------------------------------------------------ storage
-
-
-class _TensorStore:
-    """One named tensor per key: safetensors files under ``directory``, or a dict in memory."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-        self._memory: dict[str, torch.Tensor] = {}
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-
-    def path_for(self, key: str) -> Path:
-        if self.directory is None:
-            raise RuntimeError("an in-memory store has no files")
-        return self.directory / key[:2] / f"{key}.safetensors"
-
-    def get(self, key: str, name: str) -> torch.Tensor | None:
-        if self.directory is None:
-            return self._memory.get(key)
-        path = self.path_for(key)
-        if not path.exists():
-            return None
-        return _read_tensor(path, name)
-
-    def put(self, key: str, name: str, tensor: torch.Tensor) -> Path | None:
-        tensor = tensor.detach().cpu().contiguous()
-        if self.directory is None:
-            self._memory[key] = tensor
-            return None
-        from safetensors.torch import save_file
-
-        path = self.path_for(key)
-        with atomic_path(path) as tmp:
-            save_file({name: tensor}, str(tmp), metadata={"format": _FORMAT})
-        return path
-
-
-def _read_tensor(path: Path, name: str) -> torch.Tensor | None:
-    """The tensor ``name`` of a safetensors file, or None (with a warning) if unreadable."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))[name]
-    except Exception as err:  # noqa: BLE001 - any unreadable cache file is recomputed
-        warnings.warn(
-            f"cached tensor {str(path)!r} could not be read ({err}); computing it again",
-            DataWarning,
-            stacklevel=3,
-        )
-        return None
-
-
-def _read_link(path: Path) -> str | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
-
-
-def _write_link(path: Path, target: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(target + "\n")
-
-
-def _key(kind: str, **parts) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"format": _FORMAT, "kind": kind, **parts}, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-def _json_plain(value):
-    if isinstance(value, dict):
-        return {str(k): _json_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_plain(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return np.asarray(value.tolist()).tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if hasattr(value, "to_dict"):  # e.g. a beam-geometry object
-        return {"class": type(value).__name__, **_json_plain(value.to_dict())}
-    return value
-
-
-def _key_options(options: dict) -> dict:
-    """Render options as JSON, the geometry (default parallel) in one canonical form.
-
-    A name, an object and its dict, or no geometry at all for the default, render the same
-    images, so they share a key (as in :func:`~fracrisk.imaging.drr_cache_key`).
-    """
-    plain = dict(options)
-    plain["geometry"] = resolve_geometry(plain.get("geometry", "parallel")).to_dict()
-    return _json_plain(plain)
-
-
-def _file_identity(path: Path, source: str, mode: str) -> str:
-    """SHA-256 of a file's (or a directory's files') bytes, or of its path, size and mtime."""
-    if not path.exists():
-        raise ImageReadError(source, "no such file or directory")
-    digest = hashlib.sha256()
-    try:
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise ImageReadError(source, "empty directory (no image files)")
-        else:
-            files = [path]
-        for file in files:
-            if mode == "stat":
-                stat = file.stat()
-                digest.update(f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-                continue
-            digest.update(f"{file.name}\0".encode() if path.is_dir() else b"")
-            with open(file, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    digest.update(block)
-    except OSError as err:
-        raise ImageReadError(source, f"cannot be read ({type(err).__name__}: {err})") from err
-    return digest.hexdigest()
-
-
-def _model_digest(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    config = model.config() if hasattr(model, "config") else {}
-    digest.update(json.dumps({"class": type(model).__name__, **config}, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _identity(item):
-    return item
-
-
-# ------------------------------------------------------------------------------ checks
-
-
-def _is_missing(value) -> bool:
-    """None, NaN, NA or a blank string (a list or array is never missing)."""
-    if isinstance(value, str):
-        return not value.strip()
-    if value is None or isinstance(value, (list, tuple, np.ndarray)):
-        return value is None
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _check_size(size, kind: str) -> tuple[int, int]:
-    """The kind's default size, or ``size`` checked as render_drr checks it."""
-    return _DEFAULT_SIZES[kind] if size is None else _check_image_size(size)
-
-
-def _check_positive(name: str, value, *, allow_none: bool) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
-    if not ok or not (math.isfinite(float(value)) and float(value) > 0):
-        none = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive number{none}, got {value!r}")
-    return float(value)
-
-
-def _parse_keypoints(value) -> np.ndarray:
-    """One row's 20 corners as float64 (5, 4, 2); ValueError (the reason) if they are not."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"not JSON-encoded coordinates ({err})") from err
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"not numeric coordinates ({err})") from err
-    if array.size != 2 * N_KEYPOINTS:
-        raise ValueError(
-            f"expected the 20 corners (x, y) of L1-L5 (40 numbers, shape (5, 4, 2), (20, 2) "
-            f"or (40,)), got shape {array.shape}"
-        )
-    if not np.isfinite(array).all():
-        raise ValueError("corners must be finite (NaN or infinite coordinate)")
-    return array.reshape(_KEYPOINT_SHAPE)
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -529,29 +287,15 @@ class ImageCohortDataset(Dataset):
             raise ValueError(
                 f"kind must be one of {', '.join(map(repr, IMAGE_KINDS))}; got {kind!r}"
             )
-        if on_error not in _ON_ERROR:
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if file_identity not in _FILE_IDENTITIES:
+        policy = FailurePolicy(on_error)
+        if file_identity not in FILE_IDENTITIES:
             raise ValueError(f"file_identity must be 'content' or 'stat', got {file_identity!r}")
-        if seed is not None and (
-            isinstance(seed, (bool, np.bool_))
-            or not isinstance(seed, (int, np.integer))
-            or seed < 0
-        ):
-            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
-        if (
-            isinstance(prepare_workers, (bool, np.bool_))
-            or not isinstance(prepare_workers, (int, np.integer))
-            or prepare_workers < 0
-        ):
-            raise ValueError(
-                f"prepare_workers must be a non-negative integer, got {prepare_workers!r}"
-            )
+        self.seed = _check_count("seed", seed, allow_none=True)
+        workers = _check_count("prepare_workers", prepare_workers, allow_none=False)
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.kind = kind
         self.on_error = on_error
-        self.seed = None if seed is None else int(seed)
         self.epoch = 0
         self.transform = _default_eval_transform(kind) if transform is None else transform
         self.file_identity = file_identity
@@ -567,41 +311,15 @@ class ImageCohortDataset(Dataset):
         if image_root is None:
             image_root = getattr(cohort, "image_root", None)
         self.image_root = None if image_root is None else Path(image_root)
-
-        # Options of the deterministic preprocessing (all part of the cache keys).
-        if kind == "drr":
-            self.views = _check_views(views)
-            self.window = _check_window(window)
-            self.ct_spacing = _check_positive("ct_spacing", ct_spacing, allow_none=True)
-            self.render_options = dict(render_options or {})
-            clash = {"views", "size", "window"} & set(self.render_options)
-            if clash:
-                raise ValueError(
-                    f"render_options must not repeat {sorted(clash)}: use the arguments"
-                )
-            try:
-                json.dumps(_key_options(self.render_options))
-            except TypeError as err:
-                raise ValueError(f"render_options must be JSON-serialisable ({err})") from err
-        else:
-            number = isinstance(margin, (int, float, np.integer, np.floating)) and not (
-                isinstance(margin, (bool, np.bool_))
-            )
-            if not (number and math.isfinite(float(margin)) and float(margin) >= 0):
-                raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
-            self.margin = float(margin)
-            if patch_mapping not in _PATCH_MAPPINGS:
-                raise ValueError(
-                    f"patch_mapping must be one of {', '.join(map(repr, _PATCH_MAPPINGS))}; "
-                    f"got {patch_mapping!r}"
-                )
-            self.patch_mapping = patch_mapping
-            if radiograph_normalisation not in _NORMALISATIONS:
-                raise ValueError(
-                    "radiograph_normalisation must be 'zscore' or None, got "
-                    f"{radiograph_normalisation!r}"
-                )
-            self.radiograph_normalisation = radiograph_normalisation
+        self._check_step_options(
+            views,
+            window,
+            ct_spacing,
+            render_options,
+            margin,
+            patch_mapping,
+            radiograph_normalisation,
+        )
 
         # Rows: ids, outcome, paths.
         n = len(df)
@@ -610,30 +328,22 @@ class ImageCohortDataset(Dataset):
         self._paths = [None if _is_missing(v) else str(v) for v in df[self.image_column]]
         self._time_all = cohort.time
         self._code_all = cohort.event
-        failures: dict[int, ImageFailure] = {}
 
         # Keypoints from the table (validated here, before any image is read).
         self.keypoint_columns: tuple[str, ...] = ()
         self._manifest: list[np.ndarray | None] = [None] * n
         if kind == "patches":
-            self._read_manifest_keypoints(df, keypoint_columns, failures)
-        self._detector_spec = detector
-        self._detector_model = None
-        self._detector_digest = None
+            self._read_manifest_keypoints(df, keypoint_columns, policy)
 
         # Covariates: validated at the boundary, before the (possibly long) preparation.
         columns = self._covariate_columns(cohort, covariates, preprocessor)
         if columns and preprocessor is None:
             TabularPreprocessor(columns).fit(df)  # fails now, not after preparing, if it must
 
-        # Caches.
+        # Store and pipeline: the deterministic head is cached, the transform is the tail.
         root = None if cache_dir is None else Path(cache_dir)
         self.cache_dir = root
-        self._drr_cache = DRRCache(root / "drr") if (root is not None and kind == "drr") else None
-        self._links = None if root is None else root / "drr_index"
-        self._store = None if root is None else _TensorStore(root / kind)
-        self._keypoint_store = _TensorStore(None if root is None else root / "keypoints")
-
+        self.pipeline = self._build_pipeline(root, detector)
         self._files: dict[int, str] = {}
         self._memory: dict[int, torch.Tensor] = {}
         self.cache_info = {
@@ -645,26 +355,11 @@ class ImageCohortDataset(Dataset):
             "cut": 0,
             "skipped": 0,
         }
-        self._prepare(failures, int(prepare_workers), progress=bool(progress))
-
-        kept = [p for p in range(n) if p not in failures]
-        self.failures = [failures[p] for p in sorted(failures)]
+        self._prepare(policy, workers, progress=bool(progress))
+        self.failures = policy.finish(n, kind)
         self.cache_info["skipped"] = len(self.failures)
-        if self.failures:
-            shown = "; ".join(f.describe() for f in self.failures[:3])
-            more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
-            warnings.warn(
-                f"{len(self.failures)} of {n} rows left out of the {kind} dataset (see "
-                f"dataset.failures / failure_report()): {shown}{more}",
-                DataWarning,
-                stacklevel=2,
-            )
-        if not kept:
-            raise NoUsableImagesError(
-                f"no usable row: all {n} rows of the cohort failed; see the warning above and "
-                "the error's .failures",
-                self.failures,
-            )
+
+        kept = [p for p in range(n) if p not in policy.failures]
         self._positions = np.asarray(kept, dtype=np.int64)
         self.time = self._time_all[self._positions]
         self.event_code = self._code_all[self._positions]
@@ -687,6 +382,64 @@ class ImageCohortDataset(Dataset):
         self._covariates = np.ascontiguousarray(matrix)
 
     # ------------------------------------------------------------------ setup helpers
+    def _check_step_options(
+        self, views, window, ct_spacing, render_options, margin, patch_mapping, normalisation
+    ) -> None:
+        """Check and keep the options of the deterministic steps (all part of the cache key)."""
+        if self.kind == "drr":
+            self.views = _check_views(views)
+            self.window = _check_window(window)
+            self.ct_spacing = _check_positive("ct_spacing", ct_spacing, allow_none=True)
+            self.render_options = dict(render_options or {})
+            clash = {"views", "size", "window"} & set(self.render_options)
+            if clash:
+                raise ValueError(
+                    f"render_options must not repeat {sorted(clash)}: use the arguments"
+                )
+            try:
+                json.dumps(render_key_options(self.render_options))
+            except TypeError as err:
+                raise ValueError(f"render_options must be JSON-serialisable ({err})") from err
+            return
+        number = isinstance(margin, (int, float, np.integer, np.floating)) and not (
+            isinstance(margin, (bool, np.bool_))
+        )
+        if not (number and math.isfinite(float(margin)) and float(margin) >= 0):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+        self.margin = float(margin)
+        if patch_mapping not in _PATCH_MAPPINGS:
+            raise ValueError(
+                f"patch_mapping must be one of {', '.join(map(repr, _PATCH_MAPPINGS))}; "
+                f"got {patch_mapping!r}"
+            )
+        self.patch_mapping = patch_mapping
+        if normalisation not in RADIOGRAPH_NORMALISATIONS:
+            raise ValueError(
+                f"radiograph_normalisation must be 'zscore' or None, got {normalisation!r}"
+            )
+        self.radiograph_normalisation = normalisation
+
+    def _build_pipeline(self, root: Path | None, detector) -> PersistentPipeline:
+        store = TensorStore(None if root is None else root / self.kind)
+        if self.kind == "drr":
+            steps = drr_pipeline(
+                ct_spacing=self.ct_spacing,
+                views=self.views,
+                size=self.size,
+                window=self.window,
+                render_options=self.render_options,
+            )
+        else:
+            steps = patch_pipeline(
+                size=self.size,
+                margin=self.margin,
+                mapping=self.patch_mapping,
+                normalisation=self.radiograph_normalisation,
+                detector=detector,
+                keypoint_store=TensorStore(None if root is None else root / "keypoints"),
+            )
+        return PersistentPipeline(steps, store, _STORED_NAME[self.kind])
+
     def _covariate_columns(self, cohort, covariates, preprocessor) -> list[str]:
         if preprocessor is not None:
             if not isinstance(preprocessor, TabularPreprocessor):
@@ -715,7 +468,7 @@ class ImageCohortDataset(Dataset):
             cohort.check_covariates(columns)
         return columns
 
-    def _read_manifest_keypoints(self, df, keypoint_columns, failures) -> None:
+    def _read_manifest_keypoints(self, df, keypoint_columns, policy: FailurePolicy) -> None:
         if keypoint_columns is None:
             columns = (SPINE_KEYPOINTS_COLUMN,) if SPINE_KEYPOINTS_COLUMN in df.columns else ()
         elif isinstance(keypoint_columns, str):
@@ -733,7 +486,6 @@ class ImageCohortDataset(Dataset):
         self.keypoint_columns = columns
         if not columns:
             return
-        label = columns[0] if len(columns) == 1 else f"{columns[0]}..{columns[-1]}"
         problems = []
         values = df[list(columns)].to_numpy(dtype=object)
         for p, row in enumerate(values):
@@ -747,188 +499,74 @@ class ImageCohortDataset(Dataset):
                     )
                 self._manifest[p] = _parse_keypoints(cells[0] if len(cells) == 1 else cells)
             except ValueError as err:
-                failure = ImageFailure(
-                    self._labels[p], self._ids[p], label, str(self._paths[p]), str(err)
-                )
-                problems.append((p, failure))
-        if problems and self.on_error == "raise":
-            lines = "\n".join(f"  - {f.describe()}" for _, f in problems)
-            raise ValueError(
-                f"{len(problems)} row(s) with unusable keypoints (pass on_error='skip' to "
-                f"leave them out):\n{lines}"
-            )
-        failures.update(problems)
+                problems.append((p, self._failure(p, self._keypoint_label, str(err))))
+        policy.refuse_table_problems(problems, "unusable keypoints")
+
+    @property
+    def _keypoint_label(self) -> str:
+        columns = self.keypoint_columns
+        return columns[0] if len(columns) == 1 else f"{columns[0]}..{columns[-1]}"
+
+    def _failure(self, p: int, column: str, reason: str) -> ImageFailure:
+        return ImageFailure(self._labels[p], self._ids[p], column, str(self._paths[p]), reason)
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, failures: dict[int, ImageFailure], workers: int, progress: bool) -> None:
-        todo = [p for p in range(len(self._paths)) if p not in failures]
+    def _item(self, p: int) -> dict:
+        """Row ``p`` as a pipeline item (the image is not read here)."""
+        return {
+            "path": resolve_path(self._paths[p], self.image_root),
+            "source": self._paths[p],
+            "identity_mode": self.file_identity,
+            "keypoints": self._manifest[p],
+            "counts": {},
+        }
+
+    def _row_failure(self, p: int, result: Prepared) -> ImageFailure:
+        """The failure of row ``p``, naming the column at fault."""
+        column = self.image_column
+        if result.error.key == "keypoints" and self._manifest[p] is not None:
+            column = self._keypoint_label  # the table's corners, not the detector's
+        return self._failure(p, column, result.error.reason)
+
+    def _prepare(self, policy: FailurePolicy, workers: int, progress: bool) -> None:
+        todo = []
+        for p in range(len(self._paths)):
+            if p in policy.failures:
+                continue
+            if self._paths[p] is None:
+                failure = self._failure(p, self.image_column, "no image path given (missing value)")
+                if policy.stops:
+                    policy.raise_first(failure)
+                policy.add(p, failure)
+                continue
+            todo.append(p)
         if self.kind == "patches" and any(self._manifest[p] is None for p in todo):
-            self._detector()  # load and hash it here, once, before any worker starts
-        if workers > 0 and len(todo) > 1:
-            from torch.utils.data import DataLoader
-
-            loader = DataLoader(
-                _RowPreparer(self, todo),
-                batch_size=None,
-                num_workers=min(workers, len(todo)),
-                collate_fn=_identity,
-            )
-            results = iter(loader)
-        else:
-            results = (self._prepare_row(p) for p in todo)
-        if progress:
-            from tqdm.auto import tqdm
-
-            results = tqdm(
-                results, total=len(todo), desc=f"preparing {self.kind}", unit="image", disable=None
-            )
+            self.pipeline.head[0].ready()  # load and hash the detector once, before workers
+        results = prepare_items(
+            self.pipeline,
+            [(p, self._item(p)) for p in todo],
+            workers=workers,
+            progress=progress,
+            desc=f"preparing {self.kind}",
+        )
         first_failure = None
         for result in results:
-            for name, count in (result.counts or {}).items():
+            for name, count in result.counts.items():
                 self.cache_info[name] += count
-            if result.failure is not None:
-                if self.on_error == "raise":
-                    first_failure = first_failure or result.failure
+            if result.error is not None:
+                failure = self._row_failure(result.position, result)
+                if policy.stops:
+                    first_failure = first_failure or failure
                     if workers == 0:
                         break
-                failures[result.position] = result.failure
+                policy.add(result.position, failure)
                 continue
             if result.tensor is not None:
                 self._memory[result.position] = result.tensor
             else:
                 self._files[result.position] = result.file
         if first_failure is not None:
-            f = first_failure
-            raise ImageReadError(
-                f.path,
-                f"{f.reason} (row {f.row!r}, patient_id {f.patient_id!r}, column {f.column!r}; "
-                "pass on_error='skip' to leave such rows out)",
-            )
-
-    def _prepare_row(self, p: int) -> _Result:
-        """Cache row ``p``'s image tensor; data problems are returned, never raised."""
-        counts = {"from_cache": 0, "loaded": 0, "rendered": 0, "detected": 0, "cut": 0}
-        path = self._paths[p]
-        try:
-            if path is None:
-                raise _RowError(self.image_column, "no image path given (missing value)")
-            resolved = Path(path)
-            if self.image_root is not None and not resolved.is_absolute():
-                resolved = self.image_root / resolved
-            try:
-                identity = _file_identity(resolved, path, self.file_identity)
-                if self.kind == "drr":
-                    file, tensor = self._prepare_drr(resolved, path, identity, counts)
-                else:
-                    file, tensor = self._prepare_patches(p, resolved, path, identity, counts)
-            except ImageReadError as err:
-                raise _RowError(self.image_column, err.reason) from err
-        except _RowError as err:
-            failure = ImageFailure(self._labels[p], self._ids[p], err.column, str(path), err.reason)
-            return _Result(p, failure=failure, counts=counts)
-        return _Result(p, file=file, tensor=tensor, counts=counts)
-
-    def _drr_options(self) -> dict:
-        return {
-            "views": self.views,
-            "size": self.size,
-            "window": self.window,
-            **self.render_options,
-        }
-
-    def _prepare_drr(self, resolved: Path, source: str, identity: str, counts: dict):
-        options = self._drr_options()
-        if self._drr_cache is None:  # memory: render and keep
-            ct = _io.load_ct(resolved, spacing=self.ct_spacing)
-            counts["loaded"] += 1
-            views = render_drr(ct.volume_hu, ct.spacing, **options).detach().cpu()
-            counts["rendered"] += 1
-            return None, views.contiguous()
-        # Disk: the file's key points to the DRRCache entry, so a warm cache reads no CT.
-        key = _key("drr", file=identity, ct_spacing=self.ct_spacing, options=_key_options(options))
-        link = self._links / key[:2] / f"{key}.txt"
-        target = _read_link(link)
-        if target is not None and self._drr_cache.path_for(target).exists():
-            counts["from_cache"] += 1
-            return str(self._drr_cache.path_for(target)), None
-        ct = _io.load_ct(resolved, spacing=self.ct_spacing)
-        counts["loaded"] += 1
-        target = drr_cache_key(ct.volume_hu, ct.spacing, **options)
-        misses = self._drr_cache.misses
-        self._drr_cache.render(ct.volume_hu, ct.spacing, **options)
-        rendered = self._drr_cache.misses - misses
-        counts["rendered"] += rendered
-        counts["from_cache"] += 1 - rendered
-        _write_link(link, target)
-        return str(self._drr_cache.path_for(target)), None
-
-    def _detector(self):
-        """The keypoint detector (loaded once per process) and the digest of its weights."""
-        if self._detector_model is None:
-            spec = self._detector_spec
-            if isinstance(spec, _keypoints.KeypointNet):
-                model = spec
-            else:
-                model = _keypoints.load_keypoint_detector(spec)
-            self._detector_model = model
-            if self._detector_digest is None:
-                self._detector_digest = _model_digest(model)
-        return self._detector_model, self._detector_digest
-
-    def _prepare_patches(self, p: int, resolved: Path, source: str, identity: str, counts):
-        image = None
-        keypoints = self._manifest[p]
-        keypoint_column = "|".join(self.keypoint_columns)
-        if keypoints is None:
-            keypoint_column = self.image_column
-            model, model_digest = self._detector()
-            kp_key = _key("keypoints", file=identity, detector=model_digest)
-            cached = self._keypoint_store.get(kp_key, "keypoints")
-            if cached is not None:
-                keypoints = cached.numpy().astype(np.float64)
-            else:
-                image = _io.load_radiograph(resolved).image
-                counts["loaded"] += 1
-                try:
-                    keypoints = np.asarray(
-                        _keypoints.detect_keypoints(model, image), dtype=np.float64
-                    )
-                except ValueError as err:
-                    raise _RowError(self.image_column, f"keypoint detection failed: {err}") from err
-                counts["detected"] += 1
-                self._keypoint_store.put(kp_key, "keypoints", torch.from_numpy(keypoints))
-        key = _key(
-            "patches",
-            file=identity,
-            keypoints=keypoints.reshape(-1).tolist(),
-            size=list(self.size),
-            margin=self.margin,
-            mapping=self.patch_mapping,
-            normalisation=self.radiograph_normalisation,
-        )
-        if self._store is not None and self._store.path_for(key).exists():
-            counts["from_cache"] += 1
-            return str(self._store.path_for(key)), None
-        if image is None:
-            image = _io.load_radiograph(resolved).image
-            counts["loaded"] += 1
-        if self.radiograph_normalisation == "zscore":
-            values = image.astype(np.float64)
-            std = float(values.std())
-            if not std > 0:
-                raise _RowError(self.image_column, "the radiograph is constant (zero variance)")
-            image = ((values - values.mean()) / std).astype(np.float32)
-        try:
-            patches = vertebral_patches(
-                image, keypoints, size=self.size, margin=self.margin, transform=self.patch_mapping
-            )[:, 0]
-        except ValueError as err:
-            raise _RowError(keypoint_column, f"keypoints unusable for patches: {err}") from err
-        counts["cut"] += 1
-        patches = patches.to(torch.float32).contiguous()
-        if self._store is None:
-            return None, patches
-        return str(self._store.put(key, "patches", patches)), None
+            policy.raise_first(first_failure)
 
     # ------------------------------------------------------------------ items
     def __len__(self) -> int:
@@ -937,20 +575,20 @@ class ImageCohortDataset(Dataset):
     def _cached_image(self, p: int) -> torch.Tensor:
         if p in self._memory:
             return self._memory[p].clone()
-        name = "views" if self.kind == "drr" else "patches"
+        name = self.pipeline.name
         path = Path(self._files[p])
-        tensor = _read_tensor(path, name) if path.exists() else None
+        tensor = read_tensor(path, name) if path.exists() else None
         if tensor is None:
             # The cache file went away or is corrupt: make it again.
             path.unlink(missing_ok=True)
-            result = self._prepare_row(p)
-            if result.failure is not None:
-                f = result.failure
+            result = self.pipeline.prepare(p, self._item(p))
+            if result.error is not None:
+                f = self._row_failure(p, result)
                 raise ImageReadError(
                     f.path, f"{f.reason} (row {f.row!r}, patient_id {f.patient_id!r})"
                 )
             self._files[p] = result.file
-            tensor = _read_tensor(Path(result.file), name)
+            tensor = read_tensor(Path(result.file), name)
             if tensor is None:  # pragma: no cover - a file that fails right after writing
                 raise RuntimeError(f"cache file {result.file} cannot be read back")
         return tensor
@@ -973,12 +611,8 @@ class ImageCohortDataset(Dataset):
         i = int(index) % n
         p = int(self._positions[i])
         image = self._cached_image(p)
-        transform = self.transform
-        if isinstance(transform, (Compose, RandomTransform)):
-            generator = self._generator(p) if transform.is_random else None
-            image = transform(image, generator=generator)
-        else:
-            image = transform(image)
+        random = getattr(self.transform, "is_random", False)
+        image = apply_transform(self.transform, image, self._generator(p) if random else None)
         return (
             image,
             torch.from_numpy(self._covariates[i].copy()),
@@ -988,11 +622,7 @@ class ImageCohortDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that, with ``seed``, selects the items' augmentation draws."""
-        if isinstance(epoch, (bool, np.bool_)) or not isinstance(epoch, (int, np.integer)):
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        if epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = _check_count("epoch", epoch, allow_none=False)
 
     # ------------------------------------------------------------------ reporting
     @property
@@ -1014,7 +644,7 @@ class ImageCohortDataset(Dataset):
                 views=list(self.views),
                 window=None if self.window is None else list(self.window),
                 ct_spacing=self.ct_spacing,
-                render_options=_key_options(self.render_options),
+                render_options=render_key_options(self.render_options),
             )
         else:
             options.update(
@@ -1028,12 +658,6 @@ class ImageCohortDataset(Dataset):
         """The rows left out: columns ``row``, ``patient_id``, ``column``, ``path``, ``reason``."""
         return failure_table(self.failures)
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        if not isinstance(self._detector_spec, _keypoints.KeypointNet):
-            state["_detector_model"] = None  # loaded again from its file when needed
-        return state
-
     def __repr__(self) -> str:
         return (
             f"ImageCohortDataset(kind={self.kind!r}, n={len(self)}, "
@@ -1043,15 +667,67 @@ class ImageCohortDataset(Dataset):
         )
 
 
-class _RowPreparer(Dataset):
-    """Rows to prepare, as a dataset, so that DataLoader workers can share the work."""
+# ------------------------------------------------------------------------------ checks
 
-    def __init__(self, dataset: ImageCohortDataset, positions: list[int]) -> None:
-        self.dataset = dataset
-        self.positions = positions
 
-    def __len__(self) -> int:
-        return len(self.positions)
+def _check_count(name: str, value, *, allow_none: bool) -> int | None:
+    """A non-negative integer (not a bool), or None where allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        none = "None or " if allow_none else ""
+        raise ValueError(f"{name} must be {none}a non-negative integer, got {value!r}")
+    if value < 0:
+        none = "None or " if allow_none else ""
+        raise ValueError(f"{name} must be {none}a non-negative integer, got {value!r}")
+    return int(value)
 
-    def __getitem__(self, i: int) -> _Result:
-        return self.dataset._prepare_row(self.positions[i])
+
+def _is_missing(value) -> bool:
+    """None, NaN, NA or a blank string (a list or array is never missing)."""
+    if isinstance(value, str):
+        return not value.strip()
+    if value is None or isinstance(value, (list, tuple, np.ndarray)):
+        return value is None
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_size(size, kind: str) -> tuple[int, int]:
+    """The kind's default size, or ``size`` checked as render_drr checks it."""
+    return _DEFAULT_SIZES[kind] if size is None else _check_image_size(size)
+
+
+def _check_positive(name: str, value, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if not ok or not (math.isfinite(float(value)) and float(value) > 0):
+        none = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive number{none}, got {value!r}")
+    return float(value)
+
+
+def _parse_keypoints(value) -> np.ndarray:
+    """One row's 20 corners as float64 (5, 4, 2); ValueError (the reason) if they are not."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not JSON-encoded coordinates ({err})") from err
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"not numeric coordinates ({err})") from err
+    if array.size != 2 * N_KEYPOINTS:
+        raise ValueError(
+            f"expected the 20 corners (x, y) of L1-L5 (40 numbers, shape (5, 4, 2), (20, 2) "
+            f"or (40,)), got shape {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("corners must be finite (NaN or infinite coordinate)")
+    return array.reshape(_KEYPOINT_SHAPE)

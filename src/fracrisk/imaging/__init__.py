@@ -32,6 +32,18 @@ from fracrisk.imaging.keypoints import (
     vertebrae_found,
 )
 from fracrisk.imaging.patches import TRANSFORMS, map_points, patch_transform, vertebral_patches
+from fracrisk.imaging.pipeline import (
+    CutVertebralPatchesd,
+    DetectKeypointsd,
+    LoadCTd,
+    LoadRadiographd,
+    MapTransform,
+    NormaliseRadiographd,
+    PersistentPipeline,
+    RenderDRRd,
+    StepError,
+)
+from fracrisk.imaging.store import TensorStore
 from fracrisk.imaging.transforms import (
     IMAGE_KINDS,
     Compose,
@@ -49,6 +61,16 @@ from fracrisk.imaging.transforms import (
 )
 
 __all__ = [
+    "CutVertebralPatchesd",
+    "DetectKeypointsd",
+    "LoadCTd",
+    "LoadRadiographd",
+    "MapTransform",
+    "NormaliseRadiographd",
+    "PersistentPipeline",
+    "RenderDRRd",
+    "StepError",
+    "TensorStore",
     "IMAGE_KINDS",
     "Compose",
     "EnsureFloat32",

@@ -17,9 +17,11 @@ Canonical orientation
 
     i.e. nibabel axis codes ``("S", "A", "L")`` (:data:`CANONICAL_AXCODES`), the layout of
     :func:`fracrisk.simulate.hip_ct.hip_ct_volume` and of the spine simulator. The input is
-    brought there by flips and axis permutations only (nibabel orientation transforms on the
-    voxel-to-world affine; for DICOM the affine is built from ``ImageOrientationPatient``,
-    ``ImagePositionPatient`` and ``PixelSpacing`` and converted from LPS to RAS). An oblique
+    brought there by flips and axis permutations only (MONAI's ``Orientation`` transform on
+    the voxel-to-world affine). NIfTI files are read by MONAI's ``NibabelReader`` (the
+    reader ``LoadImage`` uses). For DICOM, fracrisk's own series reader checks that the
+    slices form one regular stack, and builds the affine from ``ImageOrientationPatient``,
+    ``ImagePositionPatient`` and ``PixelSpacing``, converted from LPS to RAS. An oblique
     acquisition is reoriented to its closest canonical axes, not rotated by interpolation;
     a :class:`~fracrisk.exceptions.DataWarning` says so when any axis is more than 1 degree
     off. The returned :attr:`CTVolume.affine` maps the returned voxel indices ``(z, y, x)``
@@ -32,6 +34,9 @@ Resampling
     voxels, centred on the old grid); for a whole-number ratio such as 2 mm -> 1 mm this is
     the grid of ``scipy.ndimage.zoom(..., grid_mode=True)``. An axis with a single voxel
     (a one-slice DICOM) is not resampled and keeps its own spacing.
+    MONAI's ``Spacing`` is not used here: it anchors the new grid at the first voxel's
+    corner, so an axis whose old size is not a whole multiple of the new one (0.7 mm ->
+    1 mm) moves by up to half a voxel, where this grid stays centred on the old one.
 
 Radiographs (:func:`load_radiograph`)
     DICOM (modality transform applied; ``MONOCHROME1`` is inverted so that higher always
@@ -232,7 +237,8 @@ def _read_nifti(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
             "volumes; expected a single 3-D volume",
         )
     try:
-        data = img.get_fdata(dtype=np.float32).reshape(shape[:3])
+        data, affine = _read_nifti_voxels(path)
+        data = data.reshape(shape[:3])
     except Exception as exc:
         raise ImageReadError(
             source, f"image data are unreadable or truncated ({_describe(exc)})"
@@ -245,7 +251,21 @@ def _read_nifti(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
             DataWarning,
             stacklevel=3,
         )
-    return data, np.asarray(img.affine, np.float64)
+    return data, affine
+
+
+def _read_nifti_voxels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels (as stored, header scaling applied) and affine, by MONAI's nibabel reader.
+
+    The reader ``LoadImage`` uses for NIfTI, called directly: ``LoadImage`` itself would
+    construct every reader it knows (DICOM and image codecs included) on each call.
+    """
+    from monai.data import NibabelReader
+
+    reader = NibabelReader()
+    image = reader.read(str(path))
+    data, meta = reader.get_data(image)
+    return np.asarray(data, dtype=np.float32), np.asarray(meta["affine"], np.float64)
 
 
 # --------------------------------------------------------------------------------- DICOM
@@ -539,24 +559,26 @@ def _to_canonical(
     data: np.ndarray, affine: np.ndarray, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flip / permute ``data`` to the canonical axes; returns the array and its affine."""
-    from nibabel.orientations import (
-        apply_orientation,
-        axcodes2ornt,
-        inv_ornt_aff,
-        io_orientation,
-        ornt_transform,
-    )
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import Orientation
+    from nibabel.orientations import io_orientation
 
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise ImageReadError(
             source, f"the voxel-to-world affine is singular or not finite:\n{affine}"
         )
-    ornt = io_orientation(affine)
-    if np.isnan(ornt).any():
+    if np.isnan(io_orientation(affine)).any():
         raise ImageReadError(source, "the affine does not give every voxel axis a direction")
-    transform = ornt_transform(ornt, axcodes2ornt(CANONICAL_AXCODES))
-    out = apply_orientation(data, transform)
-    new_affine = affine @ inv_ornt_aff(transform, data.shape)
+    # MONAI's Orientation: flips and axis permutations to the canonical axis codes.
+    ras = (("L", "R"), ("P", "A"), ("I", "S"))  # affine axes: RAS+ millimetres
+    oriented = Orientation(axcodes="".join(CANONICAL_AXCODES), labels=ras)(
+        MetaTensor(
+            torch.from_numpy(np.ascontiguousarray(data))[None], affine=torch.from_numpy(affine)
+        )
+    )
+    out = oriented[0].numpy()
+    new_affine = np.asarray(oriented.affine.numpy(), np.float64)
     directions = new_affine[:3, :3] / np.linalg.norm(new_affine[:3, :3], axis=0)
     off_axis = np.degrees(np.arccos(np.clip(np.abs(directions).max(axis=0), -1.0, 1.0)))
     if off_axis.max() > _OBLIQUE_WARN_DEG:
