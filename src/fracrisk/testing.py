@@ -30,7 +30,9 @@ def assert_valid_survival(surv: pd.DataFrame | np.ndarray, *, atol: float = 0.0)
         raise AssertionError(f"survival increases over time for patient {rows[rising][0]!r}")
 
 
-def tiny_ct_cohort(directory, n: int = 60, *, size: int = 16, seed: int = 0) -> pd.DataFrame:
+def tiny_ct_cohort(
+    directory, n: int = 60, *, size: int = 16, seed: int = 0, frax: bool = False
+) -> pd.DataFrame:
     """Write ``n`` tiny hip-CT-like volumes whose dense ball sets the hazard; return the table.
 
     Each volume (``size``³ voxels of 1 mm, NIfTI) is air with a ball of HU
@@ -38,6 +40,10 @@ def tiny_ct_cohort(directory, n: int = 60, *, size: int = 16, seed: int = 0) -> 
     censored uniformly on 0.5-8 years, so an image model can learn :math:`z` from the
     images. Columns: ``patient_id``, ``time``, ``event``, ``age`` (noise) and
     ``hip_ct_path``. For fast tests and smoke benchmarks of the image models.
+
+    With ``frax=True`` the table also holds the FRAX risk factors (noise, except a
+    femoral-neck T-score of :math:`-1 + 0.9 z` plus noise, which the ball's density shows)
+    and a third of the censored rows become deaths (event 2), for models that need both.
     """
     from pathlib import Path
 
@@ -58,7 +64,7 @@ def tiny_ct_cohort(directory, n: int = 60, *, size: int = 16, seed: int = 0) -> 
         paths.append(str(path))
     event_time = rng.exponential(1.0 / (0.2 * np.exp(z)))
     censor = rng.uniform(0.5, 8.0, n)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "patient_id": [f"p{i:03d}" for i in range(n)],
             "time": np.minimum(event_time, censor).round(4),
@@ -67,3 +73,15 @@ def tiny_ct_cohort(directory, n: int = 60, *, size: int = 16, seed: int = 0) -> 
             "hip_ct_path": paths,
         }
     )
+    if frax:
+        from fracrisk.data.schema import BINARY_RISK_FACTORS
+
+        table["sex"] = np.where(rng.random(n) < 0.7, "F", "M")
+        table["bmi"] = rng.normal(27, 4, n).clip(16, 45).round(1)
+        for name in BINARY_RISK_FACTORS:
+            table[name] = (rng.random(n) < 0.2).astype(int)
+        t_score = -1.0 + 0.9 * z + rng.normal(0, 0.3, n)
+        table["femoral_neck_t_score"] = t_score.clip(-4.9, 2.9).round(2)
+        died = (table["event"] == 0) & (rng.random(n) < 1 / 3)
+        table.loc[died, "event"] = 2
+    return table

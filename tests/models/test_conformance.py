@@ -37,6 +37,8 @@ def test_every_model_family_is_registered():
         "random_survival_forest",
         "gradient_boosting",
         "kaplan_meier",
+        "texture_cox",
+        "opportunistic_frax",
     }
     assert expected <= set(ALL_MODELS)
 
@@ -52,8 +54,8 @@ def tabular():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """60 tiny CTs whose dense ball's HU sets the hazard; age as a covariate."""
-    return tiny_ct_cohort(tmp_path_factory.mktemp("conformance_cts"), 60, seed=0)
+    """60 tiny CTs whose dense ball's HU sets the hazard and the T-score; FRAX risk factors."""
+    return tiny_ct_cohort(tmp_path_factory.mktemp("conformance_cts"), 60, seed=0, frax=True)
 
 
 def _data(name, tabular, images):

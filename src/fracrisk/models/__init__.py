@@ -11,6 +11,7 @@ from fracrisk.models._base import (
 from fracrisk.models.coxph import ConvergenceWarning, CoxPH
 from fracrisk.models.deepsurv import DeepSurv
 from fracrisk.models.image import ImageSurvivalModel
+from fracrisk.models.texture import OpportunisticFrax, TextureCox
 
 __all__ = [
     "RISK_TYPES",
@@ -18,8 +19,10 @@ __all__ = [
     "CoxPH",
     "DeepSurv",
     "ImageSurvivalModel",
+    "OpportunisticFrax",
     "SurvivalEstimator",
     "SurvivalModel",
+    "TextureCox",
     "create_model",
     "list_models",
     "load_model",

@@ -51,8 +51,8 @@ class CoxPH(SurvivalEstimator, name="coxph"):
         :math:`\beta` on the original covariate scale (log hazard ratio per unit), indexed
         by feature name; comparable with lifelines' ``params_``.
     summary_ : pandas.DataFrame
-        Coefficient, hazard ratio, standard error (from the observed information), z, p
-        and 95% confidence interval, per feature.
+        Coefficient, hazard ratio, standard error (from the observed information, penalised
+        when ``penalizer > 0``), z, p and 95% confidence interval, per feature.
     log_likelihood_ : float
         Log partial likelihood at :math:`\hat\beta` (without the penalty).
     baseline_hazard_ : BreslowBaselineHazard
@@ -97,7 +97,10 @@ class CoxPH(SurvivalEstimator, name="coxph"):
         network = network.double()
         with torch.no_grad():
             network.linear.weight.copy_(beta[None, :])
-        self._set_summary(beta.numpy(), hessian.numpy(), loglik)
+        # With a penalty the standard errors come from the penalised information (lifelines
+        # does the same); unpenalised, collinear features would make it singular.
+        information = hessian.numpy() + self.penalizer * np.eye(hessian.shape[0])
+        self._set_summary(beta.numpy(), information, loglik)
         return network
 
     def _objective(self, x, t, e, beta, efron):
@@ -169,13 +172,15 @@ class CoxPH(SurvivalEstimator, name="coxph"):
             se = np.sqrt(np.clip(np.diag(cov), 0, None)) / scale
         except np.linalg.LinAlgError:
             se = np.full_like(coef, np.nan)
-        z = coef / se
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            z = coef / se
+            hazard_ratio = np.exp(coef)  # inf for a near-constant column's huge coefficient
         crit = stats.norm.ppf(0.975)
         self.coef_ = pd.Series(coef, index=pd.Index(names, name="covariate"), name="coef")
         self.summary_ = pd.DataFrame(
             {
                 "coef": coef,
-                "exp(coef)": np.exp(coef),
+                "exp(coef)": hazard_ratio,
                 "se(coef)": se,
                 "z": z,
                 "p": 2 * stats.norm.sf(np.abs(z)),

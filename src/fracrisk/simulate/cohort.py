@@ -20,6 +20,10 @@ import pandas as pd
 from fracrisk.data.cohort import Cohort
 from fracrisk.imaging.anatomy import VERTEBRAE
 from fracrisk.simulate.clinical import (
+    _LOG_RR,
+    _LOG_RR_BMD_SD,
+    _LOG_RR_BMI,
+    _LOG_RR_Z_SD,
     _true_risks,
     _with_outcome,
     death_log_hazard,
@@ -191,6 +195,35 @@ def draw_hidden_determinants(patients: pd.DataFrame, rng: np.random.Generator) -
     return hidden
 
 
+def _log_hazard_terms(
+    patients: pd.DataFrame, hidden: pd.DataFrame, baseline: np.ndarray, design: Preset
+) -> pd.DataFrame:
+    """The fracture log hazard's named terms (:mod:`fracrisk.simulate.truth`), per patient.
+
+    ``baseline`` is the log baseline hazard at entry (sex, age); it joins the clinical term.
+    """
+    female = (patients["sex"] == "F").to_numpy()
+    clinical = baseline + _LOG_RR_BMI * (patients["bmi"].to_numpy() - 27.3)
+    for name, coef in _LOG_RR.items():
+        clinical = clinical + coef * patients[name].to_numpy()
+    any_vertebral = (hidden["n_prevalent_vertebral"] > 0).to_numpy()
+    vertebral = np.log(4.0 if design.outcome == "vertebral" else 2.0) * any_vertebral
+    hal_sd = (hidden["hip_axis_length"] - np.where(female, 104, 118)).to_numpy() / np.where(
+        female, 6, 7
+    )
+    geometry = np.zeros(len(patients)) if design.outcome == "vertebral" else np.log(1.1) * hal_sd
+    return pd.DataFrame(
+        {
+            "term_clinical": clinical,
+            "term_bmd": -_LOG_RR_BMD_SD * (patients["true_t_score"].to_numpy() + 1.5),
+            "term_bone_quality": -_LOG_RR_Z_SD * patients["z"].to_numpy(),
+            "term_vertebral_deformities": vertebral,
+            "term_hip_geometry": geometry,
+            "term_falls": np.log(1.9) * hidden["falls_propensity"].to_numpy(),
+        }
+    )
+
+
 def cohort(
     n: int | None = None,
     *,
@@ -236,7 +269,10 @@ def cohort(
         (years), ``event`` (0 censored, 1 the preset's outcome, 2 death),
         ``fracture_site`` (hip/vertebral/other for MOF events), image path columns.
         ``truth``: ``true_log_hazard``, ``risk_2y/5y/10y`` (outcome with death competing),
-        ``z``, ``true_t_score``, the Genant grades and types, hip geometry.
+        ``z``, ``true_t_score``, the Genant grades and types, hip geometry, and the true
+        log hazard term by term, ``term_clinical``, ``term_bmd``, ``term_bone_quality``,
+        ``term_vertebral_deformities``, ``term_hip_geometry``, ``term_falls``, which add up
+        to ``true_log_hazard`` (:mod:`fracrisk.simulate.truth`).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -283,6 +319,9 @@ def cohort(
         log_rr = log_rr + np.log(2.0) * any_vertebral + np.log(1.1) * hal_sd
         base = np.where(female, 0.0085, 0.0052)
     log_h_f = np.log(base * design.fracture_scale) + b_f * (age - 65) + log_rr
+    terms = _log_hazard_terms(
+        patients, hidden, np.log(base * design.fracture_scale) + b_f * (age - 65), design
+    )
     log_h_d, b_d = death_log_hazard(patients, design.death_scale)
     h_f, h_d = np.exp(log_h_f), np.exp(log_h_d)
     time, event, entry = follow_up(
@@ -324,6 +363,7 @@ def cohort(
                 }
             ),
             hidden,
+            terms,
         ],
         axis=1,
     )
