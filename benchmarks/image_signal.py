@@ -21,10 +21,12 @@ captures, and the held-out R² of an image-estimated T-score against the DXA val
 
 Definitions
 -----------
-Every C is Harrell's C of a model's ``predict_score`` against fracture with death censored.
-For the cause-specific models the score is their log hazard; for the absolute-risk models
-(FRAX-style, opportunistic FRAX) it is the log hazard of their fracture sub-model (the
-calculator: its 10-year probability), so that all rank the same quantity. A
+Every C is Harrell's C against fracture with death censored. For the cause-specific models
+the score is their log hazard; for the refitted absolute-risk models (FRAX-style refit,
+opportunistic FRAX) it is the log hazard of their fracture sub-model
+(``predict_fracture_log_hazard``), so that all rank the same quantity; the C of their
+10-year absolute risk is given beside (``c_of_absolute_risk``: it also ranks by
+mortality). The published FRAX-style calculator has only its 10-year probability. A
 competing-risks concordance (Wolbers) for the absolute risks comes with issue 12. Each
 table row says which risk type the model predicts.
 
@@ -232,12 +234,17 @@ def run(args, log=print) -> dict:
     train, test = _cohorts(args, preset, log)
     time_, event = test.time, (test.event == 1).astype(int)
 
-    scores, risk_types, seconds, r2 = {}, {}, {}, {}
+    scores, risk_types, seconds, r2, absolute_c = {}, {}, {}, {}, {}
     models = _models(args, preset, train)
     for name, (model, covariates) in models.items():
         t0 = time.perf_counter()
         fitted = _fit(model, covariates, train)
-        scores[name] = np.asarray(fitted.predict_score(test), dtype=np.float64)
+        hazard = getattr(fitted, "predict_fracture_log_hazard", None)
+        if hazard is not None:  # absolute-risk models: rank by their fracture hazard
+            scores[name] = hazard(test).to_numpy(dtype=np.float64)
+            absolute_c[name] = harrell_c(time_, event, fitted.predict_score(test))
+        else:
+            scores[name] = np.asarray(fitted.predict_score(test), dtype=np.float64)
         risk_types[name] = fitted.risk_type
         seconds[name] = round(time.perf_counter() - t0, 1)
         if isinstance(fitted, OpportunisticFrax):
@@ -271,6 +278,7 @@ def run(args, log=print) -> dict:
             "risk_type": risk_types[name],
             "share_of_gap": (ci.estimate - base) / (ceiling - base) if ceiling > base else None,
             "seconds": seconds.get(name),
+            "c_of_absolute_risk": absolute_c.get(name),
         }
         entry.update(r2.get(name, {"t_score_r2": None}))
         results_models[name] = entry
@@ -343,7 +351,8 @@ def _rows(results: dict) -> list[list[str]]:
             row.append(
                 "-" if d is None else f"{d['delta']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})"
             )
-        row += [_fmt(m["share_of_gap"], 2), _fmt(m.get("t_score_r2")), _fmt(m["seconds"], 0)]
+        row += [_fmt(m.get("c_of_absolute_risk")), _fmt(m["share_of_gap"], 2)]
+        row += [_fmt(m.get("t_score_r2")), _fmt(m["seconds"], 0)]
         rows.append(row)
     return rows
 
@@ -355,6 +364,7 @@ _HEADER = [
     "dC vs frax_refit",
     "dC vs frax_refit_bmd",
     "dC vs cox_frax_bmd",
+    "C abs",
     "share of gap",
     "T-score R2 (test)",
     "fit+score s",
@@ -370,9 +380,11 @@ def _preamble(results: dict) -> list[str]:
         f"(every true term, falls included) {results['oracle']:.3f}; clinical terms only "
         f"{results['ceilings']['clinical']:.3f}; clinical + BMD "
         f"{results['ceilings']['clinical_bmd']:.3f}",
-        "C is Harrell's C of each model's score against fracture, death censored (absolute-risk "
-        "models: their fracture sub-model's hazard). Share of gap = (C - C cox_frax_bmd) / "
-        "(ceiling - C cox_frax_bmd). dC: paired bootstrap, 95% percentile CI.",
+        "C is Harrell's C against fracture, death censored, of each model's hazard (refitted "
+        "absolute-risk models: their fracture sub-model's; the calculator: its 10-year "
+        "probability); C abs = Harrell's C of the 10-year absolute risk. Share of gap = "
+        "(C - C cox_frax_bmd) / (ceiling - C cox_frax_bmd). dC: paired bootstrap, 95% "
+        "percentile CI.",
         f"machine: {results['machine']}",
         f"command: {results['command']}",
     ]

@@ -15,7 +15,7 @@ import torch
 
 from fracrisk._cox_kernel import cox_nll_and_gradient
 
-__all__ = ["cox_partial_likelihood"]
+__all__ = ["auxiliary_loss", "cox_partial_likelihood"]
 
 _TIES = ("efron", "breslow")
 _REDUCTIONS = ("mean", "sum")
@@ -126,6 +126,38 @@ def cox_partial_likelihood(
     if reduction == "mean":
         total = total / event.sum().clamp_min(1).to(total.dtype)
     return total
+
+
+def auxiliary_loss(
+    prediction: torch.Tensor, target: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    r"""Masked, weighted squared error of dense targets (an auxiliary loss), per patient.
+
+    .. math::
+        L = \sum_k w_k \, \frac{1}{|O_k|} \sum_{i \in O_k}
+            \Big(\frac{\hat y_{ik} - y_{ik}}{s_k}\Big)^2,
+
+    with :math:`O_k` the patients whose target :math:`k` is observed (not NaN) and
+    :math:`s_k` its scale (the training SD), so that each target counts in SD units. A
+    target observed for nobody in the batch adds 0 (with a graph).
+
+    Parameters
+    ----------
+    prediction, target : torch.Tensor, shape = (batch, k)
+        Predictions and targets in the targets' units; NaN in ``target`` is missing.
+    scale, weight : torch.Tensor, shape = (k,)
+        :math:`s_k > 0` and :math:`w_k \ge 0`.
+    """
+    if prediction.shape != target.shape or prediction.ndim != 2:
+        raise ValueError(
+            f"prediction and target must both be (batch, k); got {tuple(prediction.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    observed = ~torch.isnan(target)
+    residual = torch.where(observed, (prediction - torch.nan_to_num(target)) / scale, 0.0)
+    counts = observed.sum(dim=0)
+    per_target = (residual**2).sum(dim=0) / counts.clamp(min=1)
+    return (weight.to(per_target.dtype) * per_target).sum()
 
 
 def _check_inputs(log_hazard, time, event):

@@ -202,3 +202,16 @@ def test_hip_outcome_uses_fracture_sites_and_is_below_mof():
         FraxStyleRefit(outcome="hip").fit(train.df.drop(columns="fracture_site"))
     with pytest.raises(ValueError, match="parameter 'outcome' must be one of 'mof', 'hip'"):
         FraxStyleRefit(outcome="wrist").fit(train)
+
+
+def test_the_fracture_log_hazard_is_the_cause_specific_ranking(data):
+    _, test, model = data
+    eta = model.predict_fracture_log_hazard(test)
+    assert eta.index.equals(test.ids)
+    # Its C and the fracture sub-model's true log hazard order patients alike.
+    expected = model.fracture_model_.predict_log_hazard(model._design(test.df)).to_numpy()
+    np.testing.assert_array_equal(eta.to_numpy(), expected)
+    # The absolute risk also ranks by mortality, so it is not a monotone map of the hazard.
+    ranks = np.argsort(np.argsort(eta.to_numpy()))
+    risk_ranks = np.argsort(np.argsort(model.predict_score(test)))
+    assert 0.8 < np.corrcoef(ranks, risk_ranks)[0, 1] < 1.0

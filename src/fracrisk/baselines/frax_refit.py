@@ -137,6 +137,17 @@ class FraxStyleRefit(SurvivalModel, name="frax_refit"):
         self.n_train_ = len(cohort)
         return self
 
+    def predict_fracture_log_hazard(self, data) -> pd.Series:
+        """The fracture model's log hazard ratio per patient: the cause-specific ranking.
+
+        Harrell's C of this score compares like with like with the cause-specific Cox
+        models; the 10-year absolute risk (:meth:`predict_score`) also ranks by mortality.
+        """
+        self._check_fitted()
+        df, index = table_and_ids(data)
+        eta = self.fracture_model_.predict_log_hazard(self._design(df)).to_numpy()
+        return pd.Series(eta, index=index, name="fracture_log_hazard")
+
     def _cumulative_incidence(self, data, times) -> tuple[np.ndarray, pd.Index]:
         self._check_fitted()
         df, index = table_and_ids(data)

@@ -295,7 +295,9 @@ class Cohort:
         the same checks here (missing values are an error unless the cohort's policy is
         ``"impute"``), so nothing is imputed or dropped silently.
         """
-        allow = list(columns) if self.missing_report.policy == "impute" else []
+        # Under "impute" every column may hold gaps (the models impute them from their
+        # training rows), not only the covariates asked for here.
+        allow = list(self.df.columns) if self.missing_report.policy == "impute" else []
         problems = find_problems(
             self.df,
             time_col=self.time_col,

@@ -145,6 +145,10 @@ class ImageCohortDataset(Dataset):
         set's, for validation and test sets). ``None``: one is fitted on this dataset's rows
         (the kept ones) and exposed as :attr:`preprocessor`. Covariates are its
         standardised, one-hot encoded features, as float32.
+    targets : sequence of str, optional
+        Dense targets (numeric columns, e.g. ``"femoral_neck_t_score"``) for auxiliary
+        losses; items are then ``(image, covariates, targets, time, event)``, ``targets``
+        float32 ``(k,)`` with NaN where the table has no value (masked by the loss).
     transform : callable, optional
         Applied to the cached image tensor at every read (augmentation). Default:
         :func:`fracrisk.imaging.transforms.default_eval_transform` (no randomness). fracrisk
@@ -236,6 +240,7 @@ class ImageCohortDataset(Dataset):
     * ``image``: float32 ``(V, H, W)`` DRR views (``"drr"``) or ``(5, h, w)`` patches L1..L5
       (``"patches"``; patch top = superior endplate, left = anterior);
     * ``covariates``: float32 ``(p,)``;
+    * ``targets`` (only with ``targets=``): float32 ``(k,)``, NaN where missing;
     * ``time``: float64 scalar tensor, years;
     * ``event``: int64 scalar tensor, 1 = fracture.
 
@@ -263,6 +268,7 @@ class ImageCohortDataset(Dataset):
         image_column: str | None = None,
         covariates: Sequence[str] | None = None,
         preprocessor: TabularPreprocessor | None = None,
+        targets: Sequence[str] | None = None,
         transform: Callable | None = None,
         cache_dir: str | os.PathLike | None = None,
         on_error: str = "raise",
@@ -335,8 +341,9 @@ class ImageCohortDataset(Dataset):
         if kind == "patches":
             self._read_manifest_keypoints(df, keypoint_columns, policy)
 
-        # Covariates: validated at the boundary, before the (possibly long) preparation.
+        # Covariates and dense targets: validated before the (possibly long) preparation.
         columns = self._covariate_columns(cohort, covariates, preprocessor)
+        target_values = self._target_values(df, targets)
         if columns and preprocessor is None:
             TabularPreprocessor(columns).fit(df)  # fails now, not after preparing, if it must
 
@@ -380,8 +387,35 @@ class ImageCohortDataset(Dataset):
             self.covariate_names = []
             matrix = np.zeros((len(kept), 0), dtype=np.float32)
         self._covariates = np.ascontiguousarray(matrix)
+        self._targets = np.ascontiguousarray(target_values[self._positions])
 
     # ------------------------------------------------------------------ setup helpers
+    def _target_values(self, df: pd.DataFrame, targets) -> np.ndarray:
+        """The dense targets as float32 ``(n_rows, k)``, NaN where missing."""
+        if targets is None:
+            targets = ()
+        if isinstance(targets, str):
+            raise TypeError("targets must be a sequence of column names, not a string")
+        self.target_names = [str(t) for t in targets]
+        absent = [t for t in self.target_names if t not in df.columns]
+        if absent:
+            raise ValueError(f"target column(s) {absent} are not in the table")
+        values = np.empty((len(df), len(self.target_names)), dtype=np.float32)
+        for j, name in enumerate(self.target_names):
+            column = pd.to_numeric(df[name], errors="coerce")
+            bad = column.isna() & df[name].notna()
+            if bad.any():
+                rows = list(df.index[bad][:5])
+                raise ValueError(
+                    f"target column {name!r} must be numeric; rows {rows} hold "
+                    f"{[df[name].loc[r] for r in rows]}"
+                )
+            finite = column.dropna()
+            if not np.isfinite(finite.to_numpy(dtype=np.float64)).all():
+                raise ValueError(f"target column {name!r} holds an infinite value")
+            values[:, j] = column.to_numpy(dtype=np.float64)
+        return values
+
     def _check_step_options(
         self, views, window, ct_spacing, render_options, margin, patch_mapping, normalisation
     ) -> None:
@@ -613,12 +647,14 @@ class ImageCohortDataset(Dataset):
         image = self._cached_image(p)
         random = getattr(self.transform, "is_random", False)
         image = apply_transform(self.transform, image, self._generator(p) if random else None)
-        return (
-            image,
-            torch.from_numpy(self._covariates[i].copy()),
+        covariates = torch.from_numpy(self._covariates[i].copy())
+        outcome = (
             torch.tensor(self.time[i], dtype=torch.float64),
             torch.tensor(self.event[i], dtype=torch.int64),
         )
+        if self.target_names:
+            return (image, covariates, torch.from_numpy(self._targets[i].copy()), *outcome)
+        return (image, covariates, *outcome)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that, with ``seed``, selects the items' augmentation draws."""

@@ -10,7 +10,7 @@ features and age, sex, BMI, glucocorticoids, secondary osteoporosis into DeepSur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +60,13 @@ class FusionSurvivalNet(nn.Module):
         covariates are scaled by :math:`1/(1-p)`); with standardised covariates a dropped
         one is set to the cohort mean. Pushes the network to use the images rather than
         lean on the covariates alone. In [0, 1).
+    auxiliary : sequence of str, default ()
+        Names of dense targets (e.g. ``"femoral_neck_t_score"``) predicted from the image
+        embedding alone by one linear layer each, :math:`\hat y_k = m_k + s_k\, a_k^\top g`,
+        with :math:`m_k, s_k` the target's training mean and SD
+        (:meth:`set_auxiliary_scaling`). Trained jointly with the survival loss
+        (:func:`fracrisk.losses.auxiliary_loss`), they make the encoder learn what the images
+        show, such as bone density, from every patient rather than from the events alone.
 
     Attributes
     ----------
@@ -98,6 +105,7 @@ class FusionSurvivalNet(nn.Module):
         head: str = "deepsurv",
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
+        auxiliary: Sequence[str] = (),
     ) -> None:
         super().__init__()
         size = getattr(encoder, "num_features", None)
@@ -116,6 +124,36 @@ class FusionSurvivalNet(nn.Module):
         self.num_features = size + self.n_covariates
         self.covariate_dropout = nn.Dropout(covariate_dropout)
         self.head = create_head(head, self.num_features, **dict(head_kwargs or {}))
+        if isinstance(auxiliary, str):
+            raise TypeError("auxiliary must be a sequence of target names, not a string")
+        self.auxiliary_names = [str(a) for a in auxiliary]
+        if len(set(self.auxiliary_names)) != len(self.auxiliary_names):
+            raise ValueError(f"auxiliary target names repeat: {self.auxiliary_names}")
+        k = len(self.auxiliary_names)
+        self.auxiliary_head = nn.Linear(size, k) if k else None
+        self.register_buffer("auxiliary_mean", torch.zeros(k))
+        self.register_buffer("auxiliary_scale", torch.ones(k))
+
+    def set_auxiliary_scaling(self, mean, scale) -> None:
+        """Set the targets' units: :math:`m_k` and :math:`s_k > 0` (training mean and SD)."""
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
+        k = len(self.auxiliary_names)
+        if mean.shape != (k,) or scale.shape != (k,) or not bool((scale > 0).all()):
+            raise ValueError(f"mean and scale must be {k} numbers, the scales positive")
+        self.auxiliary_mean.copy_(mean)
+        self.auxiliary_scale.copy_(scale)
+
+    def forward_with_auxiliary(
+        self, images, covariates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(eta, auxiliary)``: the log hazard ratio and the (batch, k) dense predictions."""
+        if self.auxiliary_head is None:
+            raise ValueError("this network has no auxiliary targets (auxiliary=())")
+        u = self.forward_features(images, covariates)
+        z = u[:, : self.image_features]
+        predicted = self.auxiliary_head(z).float() * self.auxiliary_scale + self.auxiliary_mean
+        return self.head(u).squeeze(-1), predicted
 
     def encode_images(self, images) -> torch.Tensor:
         """Image embedding, shape (batch, image_features); see Notes for ``images``."""

@@ -57,11 +57,32 @@ def _without_weights(kwargs: dict) -> dict:
     return kwargs
 
 
-def _without_augmentation(data: ImageCohortDataset) -> ImageCohortDataset:
-    """The same items with the deterministic evaluation transform (a shallow copy)."""
+def _without_augmentation(data: ImageCohortDataset, *, targets: bool = True) -> ImageCohortDataset:
+    """The same items with the deterministic evaluation transform (a shallow copy).
+
+    ``targets=False`` also leaves the dense targets out of the items (for prediction).
+    """
     view = copy.copy(data)
     view.transform = default_eval_transform(data.kind)
+    if not targets:
+        view.target_names = []
     return view
+
+
+def _target_scaling(data: ImageCohortDataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of each dense target over the training rows that have it."""
+    values = data._targets[rows].astype(np.float64)
+    mean, scale = [], []
+    for j, name in enumerate(data.target_names):
+        known = values[np.isfinite(values[:, j]), j]
+        if known.size < 2 or not known.std() > 0:
+            raise ValueError(
+                f"auxiliary target {name!r} needs at least two different values among the "
+                f"training patients; it has {known.size} value(s)"
+            )
+        mean.append(known.mean())
+        scale.append(known.std())
+    return np.asarray(mean), np.asarray(scale)
 
 
 def _stratified_split(event: np.ndarray, fraction: float, seed: int):
@@ -119,6 +140,14 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
     covariate_dropout : float, default 0.0
         Dropout on each covariate in training (see
         :class:`~fracrisk.encoders.FusionSurvivalNet`).
+    auxiliary : dict of str to float, optional
+        Dense supervision: target column -> loss weight, e.g.
+        ``{"femoral_neck_t_score": 1.0}`` (the DXA T-score that real cohorts hold for part
+        of their patients). Each target is predicted from the image embedding alone and its
+        squared error in training-SD units, averaged over the patients who have a value
+        (missing ones are masked), is added to the Cox loss with its weight
+        (:func:`fracrisk.losses.auxiliary_loss`). Predictions: :meth:`predict_auxiliary`.
+        None (default): the Cox loss alone.
     learning_rate : float, default 3e-4
         AdamW step size.
     weight_decay : float, default 1e-4
@@ -171,6 +200,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         "head": [Options("deepsurv", "cox_linear")],
         "head_kwargs": [None, InstanceOf(dict)],
         "covariate_dropout": [Interval(float, 0, 1, closed="left")],
+        "auxiliary": [None, InstanceOf(dict)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
     }
 
@@ -184,6 +214,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         head: str = "deepsurv",
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
+        auxiliary: dict | None = None,
         learning_rate: float = 3e-4,
         weight_decay: float = 1e-4,
         batch_size: int = 32,
@@ -209,6 +240,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         self.image_options, self.augment = image_options, augment
         self.head, self.head_kwargs = head, head_kwargs
         self.covariate_dropout = covariate_dropout
+        self.auxiliary = auxiliary
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
         self.validation_fraction, self.early_stopping = validation_fraction, early_stopping
@@ -240,6 +272,13 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 f"unknown encoder {self.encoder!r}; registered encoders: "
                 f"{', '.join(list_encoders())}, or pass a built torch.nn.Module"
             )
+        for name, weight in (self.auxiliary or {}).items():
+            number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            if not isinstance(name, str) or not number or not weight >= 0:
+                raise ValueError(
+                    "ImageSurvivalModel: auxiliary must map target column names to weights "
+                    f">= 0, e.g. {{'femoral_neck_t_score': 1.0}}; got {name!r}: {weight!r}"
+                )
         if isinstance(self.encoder, nn.Module) and not hasattr(self.encoder, "num_features"):
             raise ValueError(
                 f"the encoder module ({type(self.encoder).__name__}) has no num_features: the "
@@ -265,7 +304,9 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             f"{type(self.encoder).__name__} reads"
         )
 
-    def _make_dataset(self, data, *, training: bool) -> ImageCohortDataset:
+    def _make_dataset(
+        self, data, *, training: bool, targets: bool | None = None
+    ) -> ImageCohortDataset:
         """A dataset of a cohort, with the held image options (and, after fit, preprocessing)."""
         if isinstance(data, ImageCohortDataset):
             return data
@@ -280,11 +321,14 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         if training:
             if self.augment:
                 options["transform"] = default_train_transform(kind, seed=self.seed)
+            targets = bool(self.auxiliary) if targets is None else targets
         else:
             # The training images decide how these are made (size, views, geometry, ...).
             options = {**_dataset_options(self.image_config_), **options}
             options.pop("covariates", None)  # the preprocessor names them
             options["preprocessor"] = self.preprocessor_
+        if targets:
+            options["targets"] = list(self.auxiliary)
         return ImageCohortDataset(data, kind, **options)
 
     # ------------------------------------------------------------------ building
@@ -309,6 +353,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             head=self.head,
             head_kwargs=dict(self.head_kwargs or {}),
             covariate_dropout=self.covariate_dropout,
+            auxiliary=list(self.auxiliary or {}),
         )
 
     def _loader(self, data) -> DataLoader:
@@ -360,13 +405,19 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
 
         self._validate_params()
         data = self._make_dataset(data, training=True)
+        if list(data.target_names) != list(self.auxiliary or {}):
+            raise ValueError(
+                f"the dataset's targets {data.target_names} differ from auxiliary="
+                f"{list(self.auxiliary or {})}; build it with targets=list(auxiliary), or pass "
+                "the cohort itself"
+            )
         if int(data.event.sum()) == 0:
             raise ValueError("the training data hold no fracture (event 1); nothing to fit")
         self.image_config_ = data.image_options
         self.preprocessor_ = data.preprocessor
         self.covariate_names_ = list(data.covariate_names)
         if val_data is not None:
-            val_data = self._make_dataset(val_data, training=False)
+            val_data = self._make_dataset(val_data, training=False, targets=bool(self.auxiliary))
             self._check_compatible(val_data, "val_data")
 
         train_rows = np.arange(len(data))
@@ -380,6 +431,10 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         with torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is untouched
             torch.manual_seed(self.seed)
             network = self._build_network(self.image_config_, len(self.covariate_names_))
+            weights = None
+            if self.auxiliary:
+                network.set_auxiliary_scaling(*_target_scaling(data, train_rows))
+                weights = [float(w) for w in self.auxiliary.values()]
             result = fit_cox_network(
                 network,
                 Subset(data, train_rows.tolist()),
@@ -388,10 +443,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 TrainingConfig.from_estimator(self),
                 resume=resume,
                 callbacks=callbacks,
+                auxiliary_weights=weights,
             )
         self.history_, self.fit_rank_ = result.history, result.global_rank
         self.network_ = network.eval()
-        eta, time, event = self._predict(_without_augmentation(data))
+        eta, time, event = self._predict(_without_augmentation(data, targets=False))
         self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, time, event)
         self.n_train_ = len(data)
         return self
@@ -418,7 +474,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         self._check_fitted()
         dataset = self._make_dataset(data, training=False)
         self._check_compatible(dataset)
-        return _without_augmentation(dataset)
+        return _without_augmentation(dataset, targets=False)
 
     def _predict(self, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from fracrisk.training import predict_batches
@@ -448,6 +504,35 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
     def predict_score(self, data) -> np.ndarray:
         """Ranking score for concordance metrics (higher = higher risk): the log hazard."""
         return self.predict_log_hazard(data).to_numpy()
+
+    def predict_auxiliary(self, data) -> pd.DataFrame:
+        """The dense targets predicted from the images, patients x targets, in their units.
+
+        Only for a model fitted with ``auxiliary``; e.g. the image-estimated T-score.
+        """
+        from fracrisk.training.engine import _to_device
+
+        self._check_fitted()
+        if not self.auxiliary:
+            raise ValueError(
+                "this model was fitted without auxiliary targets; pass auxiliary={column: "
+                "weight} to predict them"
+            )
+        dataset = self._prediction_dataset(data)
+        device = torch.device(self._predict_device())
+        network = self.network_.to(device).eval()
+        parts = []
+        with torch.no_grad():
+            for images, covariates, _time, _event in self._loader(dataset):
+                _, predicted = network.forward_with_auxiliary(
+                    *_to_device((images, covariates), device)
+                )
+                parts.append(predicted.float().cpu().numpy().astype(np.float64))
+        network.cpu()
+        values = np.concatenate(parts) if parts else np.empty((0, len(self.auxiliary)))
+        return pd.DataFrame(
+            values, index=pd.Index(dataset.patient_ids), columns=list(network.auxiliary_names)
+        )
 
     def predict_survival(
         self, data, times: Sequence[float] | np.ndarray | None = None

@@ -395,9 +395,14 @@ class OpportunisticFrax(_TextureInputs, name="opportunistic_frax"):
         return table, ids
 
     def predict_score(self, data) -> np.ndarray:
-        """Ranking score (higher = higher risk): the refit's log hazard of fracture."""
+        """Ranking score (higher = higher risk): the 10-year absolute risk, as the refit's."""
         table, _ = self._frax_table(data)
         return self.refit_.predict_score(table)
+
+    def predict_fracture_log_hazard(self, data) -> pd.Series:
+        """The refit's fracture log hazard per patient: the cause-specific ranking."""
+        table, ids = self._frax_table(data)
+        return self.refit_.predict_fracture_log_hazard(table).set_axis(ids)
 
     def predict_cumulative_incidence(self, data, times=None) -> pd.DataFrame:
         """Cumulative incidence of fracture with death competing, patients x times."""

@@ -282,6 +282,7 @@ def fit_cox_network(
     *,
     resume: bool = False,
     callbacks: Sequence = (),
+    auxiliary_weights: Sequence[float] | None = None,
 ) -> FitResult:
     """Train ``network`` on the mini-batch Cox partial likelihood with Lightning.
 
@@ -301,6 +302,9 @@ def fit_cox_network(
         Devices, precision, optimiser, schedule, checkpoints, logger.
     resume, callbacks
         As in :func:`fit_lightning`.
+    auxiliary_weights : sequence of float, optional
+        Weights of the network's dense targets; the items are then
+        ``(*inputs, targets, time, event)`` (:class:`CoxLightningModule`).
 
     Returns
     -------
@@ -312,7 +316,9 @@ def fit_cox_network(
         EventStratifiedBatchSampler(train_event, config.batch_size, world_size=1)
     )  # global batches per epoch, the same on every rank
     return fit_lightning(
-        CoxLightningModule(network, config, steps_per_epoch=steps),
+        CoxLightningModule(
+            network, config, steps_per_epoch=steps, auxiliary_weights=auxiliary_weights
+        ),
         CoxDataModule(train_data, np.asarray(train_event, bool), val_data, config),
         config,
         has_validation=val_data is not None,

@@ -3,8 +3,10 @@
 A batch is ``(*inputs, time, event)``; the network is called as ``network(*inputs)`` and
 returns the log hazard ratio, shape (batch,) or (batch, 1). So ``(features, time,
 event)`` trains a tabular head and ``(images, covariates, time, event)`` a
-:class:`~fracrisk.encoders.FusionSurvivalNet`. Lightning owns the loop, the devices,
-precision, the checkpoints and the logging.
+:class:`~fracrisk.encoders.FusionSurvivalNet`. With dense targets (``auxiliary_weights``)
+a batch is ``(*inputs, targets, time, event)`` and the loss adds
+:func:`~fracrisk.losses.auxiliary_loss` of ``network.forward_with_auxiliary(*inputs)``.
+Lightning owns the loop, the devices, precision, the checkpoints and the logging.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fracrisk.losses import cox_partial_likelihood
+from fracrisk.losses import auxiliary_loss, cox_partial_likelihood
 from fracrisk.training.config import TrainingConfig
 from fracrisk.training.distributed import global_cox_loss
 
@@ -55,13 +57,30 @@ class CoxLightningModule(pl.LightningModule):
         Optimiser, schedule and seed.
     steps_per_epoch : int
         Optimiser steps per epoch (for the one-cycle schedule).
+    auxiliary_weights : sequence of float, optional
+        Weights :math:`w_k` of the network's dense targets: the training loss is the Cox
+        loss per event plus :func:`~fracrisk.losses.auxiliary_loss` (a per-patient mean on
+        each rank, which DDP's gradient averaging makes the global mean). Validation logs
+        it as ``val_aux_loss``; ``val_loss`` stays the Cox loss.
     """
 
-    def __init__(self, network: nn.Module, config: TrainingConfig, steps_per_epoch: int) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        config: TrainingConfig,
+        steps_per_epoch: int,
+        auxiliary_weights=None,
+    ) -> None:
         super().__init__()
         self.network = network
         self.config = config
         self.steps_per_epoch = max(int(steps_per_epoch), 1)
+        self.auxiliary_weights = (
+            None
+            if auxiliary_weights is None
+            else torch.as_tensor(list(auxiliary_weights), dtype=torch.float32)
+        )
+        self._val_aux: list[float] = []
         self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._train_sum = 0.0
         self._train_events = 0
@@ -86,13 +105,26 @@ class CoxLightningModule(pl.LightningModule):
             dataset.set_epoch(epoch)
         self._train_sum, self._train_events = 0.0, 0
 
+    def _forward(self, inputs: tuple) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log hazards, and the auxiliary loss when the batch carries dense targets."""
+        if self.auxiliary_weights is None:
+            return self.network(*inputs), None
+        *inputs, targets = inputs
+        eta, predicted = self.network.forward_with_auxiliary(*inputs)
+        scale = self.network.auxiliary_scale
+        weight = self.auxiliary_weights.to(predicted.device)
+        return eta, auxiliary_loss(predicted, targets.to(predicted.dtype), scale, weight)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Cox loss per event of one global batch."""
+        """Cox loss per event of one global batch (plus the auxiliary loss, if any)."""
         inputs, time, event = split_batch(batch)
-        eta = self.network(*inputs)
+        eta, extra = self._forward(inputs)
         loss, n_events = global_cox_loss(eta, time, event, ties=self.config.ties)
         self._train_sum += float(loss.detach()) * max(n_events, 1)
         self._train_events += n_events
+        if extra is not None:
+            self.log("train_aux_loss", extra.detach(), on_step=False, on_epoch=True)
+            loss = loss + extra
         return loss
 
     def epoch_train_loss(self) -> float:
@@ -107,11 +139,15 @@ class CoxLightningModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         """Start collecting the validation log hazards."""
         self._val_parts = []
+        self._val_aux = []
 
     def validation_step(self, batch, batch_idx: int) -> None:
         """Collect the log hazards; the metrics need the whole validation set at once."""
         inputs, time, event = split_batch(batch)
-        eta = self.network(*inputs).float().reshape(-1)
+        eta, extra = self._forward(inputs)
+        eta = eta.float().reshape(-1)
+        if extra is not None:
+            self._val_aux.append(float(extra))
         self._val_parts.append((eta.detach().cpu().double(), time.cpu(), event.cpu()))
 
     def on_validation_epoch_end(self) -> None:
@@ -134,6 +170,8 @@ class CoxLightningModule(pl.LightningModule):
             loss, c = math.nan, math.nan
         self.log("val_loss", loss, prog_bar=True, sync_dist=False)
         self.log("val_uno_c", c, prog_bar=True, sync_dist=False)
+        if self._val_aux:
+            self.log("val_aux_loss", float(np.mean(self._val_aux)), sync_dist=False)
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):

@@ -1,0 +1,102 @@
+"""Dense supervision of image models: an auxiliary T-score head trained with the Cox loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fracrisk import ImageSurvivalModel, load_model
+from fracrisk.data import ImageCohortDataset
+from fracrisk.encoders import FusionSurvivalNet, create_encoder
+from fracrisk.losses import auxiliary_loss
+from fracrisk.testing import tiny_ct_cohort
+
+FAST = {
+    "encoder_kwargs": {"backbone": "resnet10t", "shared_backbone": True, "pooling": "mean"},
+    "head_kwargs": {"hidden": [8], "dropout": 0.0},
+    "image_options": {"size": (24, 24), "covariates": ["age"]},
+    "batch_size": 32,
+    "learning_rate": 3e-3,
+    "max_epochs": 10,
+    "patience": 10,
+    "accelerator": "cpu",
+    "logger": None,
+}
+T = "femoral_neck_t_score"
+
+
+def test_the_auxiliary_loss_is_the_masked_weighted_mean_squared_error():
+    prediction = torch.tensor([[1.0, 0.0], [2.0, 1.0], [0.0, 3.0]], requires_grad=True)
+    target = torch.tensor([[0.0, float("nan")], [2.0, float("nan")], [3.0, float("nan")]])
+    scale, weight = torch.tensor([2.0, 1.0]), torch.tensor([0.5, 7.0])
+    loss = auxiliary_loss(prediction, target, scale, weight)
+    expected = 0.5 * ((1 / 2) ** 2 + 0 + (3 / 2) ** 2) / 3  # target 2 is never observed
+    assert float(loss.detach()) == pytest.approx(expected)
+    loss.backward()
+    assert torch.isfinite(prediction.grad).all() and (prediction.grad[:, 1] == 0).all()
+    with pytest.raises(ValueError, match=r"\(batch, k\)"):
+        auxiliary_loss(prediction[:, 0], target[:, 0], scale, weight)
+
+
+def test_the_fusion_net_predicts_targets_in_their_units_from_the_image_embedding():
+    encoder = create_encoder("multiview_drr", backbone="resnet10t", shared_backbone=True)
+    net = FusionSurvivalNet(encoder, 2, auxiliary=[T]).eval()
+    net.set_auxiliary_scaling([-1.0], [2.0])
+    images, covariates = torch.rand(4, 3, 24, 24), torch.randn(4, 2)
+    eta, predicted = net.forward_with_auxiliary(images, covariates)
+    assert torch.equal(eta, net(images, covariates)) and predicted.shape == (4, 1)
+    raw = net.auxiliary_head(net.encode_images(images))
+    torch.testing.assert_close(predicted, raw * 2.0 - 1.0)
+    with pytest.raises(ValueError, match="no auxiliary targets"):
+        FusionSurvivalNet(encoder, 2).forward_with_auxiliary(images, covariates)
+    with pytest.raises(ValueError, match="scales positive"):
+        net.set_auxiliary_scaling([0.0], [0.0])
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    train = tiny_ct_cohort(tmp_path_factory.mktemp("aux_train"), 160, size=16, seed=4, frax=True)
+    test = tiny_ct_cohort(tmp_path_factory.mktemp("aux_test"), 80, size=16, seed=5, frax=True)
+    train.loc[train.index[::4], T] = np.nan  # DXA for three patients in four
+    return train, test
+
+
+def test_dataset_items_carry_the_targets_with_nan_where_missing(cohorts):
+    train, _ = cohorts
+    from fracrisk.data import Cohort
+
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+    data = ImageCohortDataset(
+        cohort, "drr", covariates=["age"], targets=[T], size=(16, 16), progress=False
+    )
+    image, x, targets, time, event = data[0]
+    assert targets.shape == (1,) and torch.isnan(targets).all()  # row 0 has no DXA
+    assert float(data[1][2]) == pytest.approx(train[T].iloc[1])
+    bad = train.drop(columns=[T]).assign(dxa_spine=["low"] + [0.0] * (len(train) - 1))
+    with pytest.raises(ValueError, match=r"'dxa_spine' must be numeric; rows \[0\]"):
+        ImageCohortDataset(bad, "drr", covariates=[], targets=["dxa_spine"], progress=False)
+    with pytest.raises(ValueError, match=r"target column\(s\) \['bmd'\] are not in the table"):
+        ImageCohortDataset(bad, "drr", covariates=[], targets=["bmd"], progress=False)
+
+
+def test_the_auxiliary_head_learns_the_t_score_and_survives_save_and_load(cohorts, tmp_path):
+    from fracrisk.data import Cohort
+
+    train, test = cohorts
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+    model = ImageSurvivalModel("multiview_drr", auxiliary={T: 1.0}, **FAST).fit(cohort)
+    predicted = model.predict_auxiliary(test)
+    assert list(predicted.columns) == [T] and len(predicted) == len(test)
+    r = np.corrcoef(predicted[T].to_numpy(), test[T].to_numpy())[0, 1]
+    assert r > 0.6, f"correlation of the image-estimated and DXA T-score: {r:.2f}"
+    model.save(tmp_path / "aux")
+    again = load_model(tmp_path / "aux")
+    np.testing.assert_array_equal(again.predict_auxiliary(test), predicted)
+    plain = ImageSurvivalModel("multiview_drr", **{**FAST, "max_epochs": 1}).fit(test)
+    with pytest.raises(ValueError, match="without auxiliary targets"):
+        plain.predict_auxiliary(test)
+    with pytest.raises(ValueError, match="weights >= 0"):
+        ImageSurvivalModel("multiview_drr", auxiliary={T: -1.0}, **FAST).fit(cohort)

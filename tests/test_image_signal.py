@@ -1,0 +1,81 @@
+"""benchmarks/image_signal.py: a small run writes results.json in its stable form."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location(
+        "image_signal", ROOT / "benchmarks/image_signal.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    bench = _module()
+    out = tmp_path_factory.mktemp("image_signal")
+    args = bench._parse_args(
+        [
+            "--preset",
+            "kong2022",
+            "--n-train",
+            "240",
+            "--n-test",
+            "160",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--skip-end-to-end",
+            "--manifest-keypoints",
+            "--n-boot",
+            "20",
+            "--no-progress",
+        ]
+    )
+    return out, bench.run(args, log=lambda *a: None)
+
+
+def test_results_have_the_stable_form(run):
+    out, results = run
+    assert json.loads((out / "results.json").read_text()) == results
+    for key in ("preset", "seed", "n_train", "n_test", "seconds", "ceiling", "oracle"):
+        assert key in results
+    names = {
+        "frax_refit",
+        "frax_refit_bmd",
+        "cox_frax",
+        "cox_frax_bmd",
+        "texture_frax",
+        "opportunistic_frax",
+    }
+    assert names <= set(results["models"])
+    for name, model in results["models"].items():
+        assert model["c_low"] <= model["c"] <= model["c_high"], name
+        assert model["risk_type"] in ("cause_specific", "absolute")
+    assert results["models"]["opportunistic_frax"]["risk_type"] == "absolute"
+    assert math.isfinite(results["models"]["opportunistic_frax"]["t_score_r2"])
+    pairs = {(c["model"], c["reference"]) for c in results["comparisons"]}
+    assert ("texture_frax", "cox_frax_bmd") in pairs and ("cox_frax", "frax_refit") in pairs
+    for c in results["comparisons"]:
+        assert c["low"] <= c["delta"] <= c["high"]
+    assert 0.5 < results["ceiling"] <= results["oracle"] + 0.02
+
+
+def test_reports_and_the_stamp_that_lets_a_rerun_reuse_the_cohorts(run):
+    out, results = run
+    assert "<table>" in (out / "report.html").read_text()
+    assert "| texture_frax |" in (out / "report.md").read_text()
+    stamp = json.loads((out / "data" / "cohorts.json").read_text())
+    assert stamp == {"preset": "kong2022", "n_train": 240, "n_test": 160, "seed": 3}
