@@ -87,7 +87,8 @@ def test_the_auxiliary_head_learns_the_t_score_and_survives_save_and_load(cohort
     train, test = cohorts
     with pytest.warns(Warning):
         cohort = Cohort(train, missing="impute")
-    model = ImageSurvivalModel("multiview_drr", auxiliary={T: 1.0}, **FAST).fit(cohort)
+    settings = {**FAST, "max_epochs": 25, "patience": 25}
+    model = ImageSurvivalModel("multiview_drr", auxiliary={T: 5.0}, **settings).fit(cohort)
     predicted = model.predict_auxiliary(test)
     assert list(predicted.columns) == [T] and len(predicted) == len(test)
     r = np.corrcoef(predicted[T].to_numpy(), test[T].to_numpy())[0, 1]

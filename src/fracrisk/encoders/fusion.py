@@ -131,14 +131,17 @@ class FusionSurvivalNet(nn.Module):
             raise ValueError(f"auxiliary target names repeat: {self.auxiliary_names}")
         k = len(self.auxiliary_names)
         self.auxiliary_head = nn.Linear(size, k) if k else None
-        self.register_buffer("auxiliary_mean", torch.zeros(k))
-        self.register_buffer("auxiliary_scale", torch.ones(k))
+        if k:  # without targets the state dict is what it always was
+            self.register_buffer("auxiliary_mean", torch.zeros(k))
+            self.register_buffer("auxiliary_scale", torch.ones(k))
 
     def set_auxiliary_scaling(self, mean, scale) -> None:
         """Set the targets' units: :math:`m_k` and :math:`s_k > 0` (training mean and SD)."""
         mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
         scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
         k = len(self.auxiliary_names)
+        if not k:
+            raise ValueError("this network has no auxiliary targets (auxiliary=())")
         if mean.shape != (k,) or scale.shape != (k,) or not bool((scale > 0).all()):
             raise ValueError(f"mean and scale must be {k} numbers, the scales positive")
         self.auxiliary_mean.copy_(mean)
