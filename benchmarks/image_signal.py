@@ -236,6 +236,12 @@ def run(args, log=print) -> dict:
 
     scores, risk_types, seconds, r2, absolute_c = {}, {}, {}, {}, {}
     models = _models(args, preset, train)
+    if getattr(args, "models", None):
+        unknown = sorted(set(args.models) - set(models))
+        if unknown:
+            raise SystemExit(f"unknown models {unknown}; choose from {sorted(models)}")
+        keep = {*_REFERENCES, *args.models}
+        models = {name: spec for name, spec in models.items() if name in keep}
     for name, (model, covariates) in models.items():
         t0 = time.perf_counter()
         fitted = _fit(model, covariates, train)
@@ -431,6 +437,13 @@ def _parse_args(argv=None) -> argparse.Namespace:
         "--manifest-keypoints",
         action="store_true",
         help="spine: use the simulator's true corners instead of the keypoint detector",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="fit only these models (the references frax_refit, frax_refit_bmd and "
+        "cox_frax_bmd are always fitted); default: all",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)

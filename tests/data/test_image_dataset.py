@@ -137,6 +137,25 @@ def test_the_detector_runs_once_per_radiograph_then_comes_from_the_cache(
     _assert_same_items(items, _items(again))
 
 
+def test_keypoints_are_those_the_patches_were_cut_at(sim, tmp_path, monkeypatch):
+    table = ImageCohortDataset(sim, "patches", covariates=[])
+    for i in range(N):
+        given = np.asarray(json.loads(sim.df["spine_keypoints"].iloc[i])).reshape(5, 4, 2)
+        np.testing.assert_array_equal(table.keypoints(i), given)
+    assert table.cache_file(0) is None  # in memory
+    kwargs = {"keypoint_columns": (), "cache_dir": tmp_path, "covariates": []}
+    detected = ImageCohortDataset(sim, "patches", **kwargs)
+    _forbid(monkeypatch, "fracrisk.imaging.keypoints.detect_keypoints")  # from the cache
+    found = np.stack([detected.keypoints(i) for i in range(N)])
+    truth = np.stack([table.keypoints(i) for i in range(N)])
+    assert found.shape == (N, 5, 4, 2) and np.abs(found - truth).max() < 3.0  # pixels
+    assert Path(detected.cache_file(0)).is_file()
+    with pytest.raises(IndexError):
+        detected.keypoints(N)
+    with pytest.raises(ValueError, match="kind='patches' only"):
+        ImageCohortDataset(sim, "drr", covariates=[], **DRR_OPTIONS).keypoints(0)
+
+
 def test_a_missing_manifest_value_falls_back_to_the_detector_for_that_row(sim, monkeypatch):
     df = sim.df.copy()
     df.loc[df.index[2], "spine_keypoints"] = None

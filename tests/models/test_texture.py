@@ -67,3 +67,49 @@ def test_texture_cox_ranks_new_patients_by_what_the_images_show(cohorts):
     assert c > 0.6  # the hazard is exp(z), z the ball's density; age is noise
     fixed = TextureCox("drr", image_options=OPTIONS, penalizer=5.0).fit(train, covariates=[])
     assert fixed.penalizer_ == 5.0 and "age" not in fixed.cox_.covariates_
+
+
+@pytest.fixture(scope="module")
+def spine(tmp_path_factory):
+    from fracrisk.simulate import cohort
+
+    root = tmp_path_factory.mktemp("spine")
+    return cohort(160, preset="kong2022", seed=3, images=("spine",), out_dir=root / "images")
+
+
+def test_texture_cox_on_spine_patches_measures_the_vertebrae_shape(spine, tmp_path, monkeypatch):
+    from fracrisk.encoders.texture import TextureFeatures
+    from fracrisk.models import load_model
+
+    options = {"size": (32, 32), "cache_dir": str(tmp_path / "cache")}
+    model = TextureCox("patches", image_options=options, penalizer=10.0).fit(spine, ["age"])
+    assert model.morphometry_ is not None and "n_deformed" in model.feature_columns_
+    # The shape features see the simulator's prevalent vertebral fractures.
+    table = model._feature_frame(spine)[0]
+    fractured = spine.truth.loc[table.index, "n_prevalent_vertebral"].to_numpy() > 0
+    assert fractured.any() and (~fractured).any()
+    counted = table["n_deformed"].to_numpy() > 0
+    assert (counted == fractured).mean() > 0.95
+
+    # Features of cached images are described once: a second prediction reads no image.
+    first = model.predict_score(spine)
+    calls = []
+    original = TextureFeatures.transform
+    monkeypatch.setattr(
+        TextureFeatures, "transform", lambda self, x: calls.append(1) or original(self, x)
+    )
+    np.testing.assert_array_equal(model.predict_score(spine), first)
+    assert calls == []
+
+    model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert loaded.morphometry_ is not None
+    np.testing.assert_allclose(loaded.predict_score(spine), first)
+    plain = TextureCox("patches", image_options=options, penalizer=10.0, morphometry=False)
+    assert "n_deformed" not in plain.fit(spine, ["age"]).feature_columns_
+
+
+def test_morphometry_needs_spine_patches(cohorts):
+    train, _ = cohorts
+    with pytest.raises(ValueError, match="morphometry=True needs spine patches"):
+        TextureCox("drr", image_options=OPTIONS, morphometry=True).fit(train, ["age"])

@@ -96,6 +96,7 @@ from fracrisk.imaging.pipeline import (
     RADIOGRAPH_NORMALISATIONS,
     PersistentPipeline,
     Prepared,
+    StepError,
     apply_transform,
     drr_pipeline,
     patch_pipeline,
@@ -103,7 +104,7 @@ from fracrisk.imaging.pipeline import (
     render_key_options,
     resolve_path,
 )
-from fracrisk.imaging.store import FILE_IDENTITIES, TensorStore, read_tensor
+from fracrisk.imaging.store import FILE_IDENTITIES, TensorStore, file_identity, read_tensor
 from fracrisk.imaging.transforms import IMAGE_KINDS
 from fracrisk.imaging.transforms import default_eval_transform as _default_eval_transform
 from fracrisk.preprocessing import TabularPreprocessor
@@ -655,6 +656,39 @@ class ImageCohortDataset(Dataset):
         if self.target_names:
             return (image, covariates, torch.from_numpy(self._targets[i].copy()), *outcome)
         return (image, covariates, *outcome)
+
+    def cache_file(self, index: int) -> str | None:
+        """The cache file holding item ``index``'s prepared image (named by its content key).
+
+        None when the dataset keeps its images in memory (no ``cache_dir``).
+        """
+        return self._files.get(int(self._positions[int(index)]))
+
+    def keypoints(self, index: int) -> np.ndarray:
+        """The ``(5, 4, 2)`` ``(x, y)`` pixel corners item ``index``'s patches were cut at.
+
+        The table's corners where it gives them, else the detector's (from the keypoint
+        cache when the dataset has a ``cache_dir``; otherwise detected again).
+        """
+        if self.kind != "patches":
+            raise ValueError("keypoints exist for kind='patches' only")
+        n = len(self)
+        if not -n <= int(index) < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        p = int(self._positions[int(index) % n])
+        if self._manifest[p] is not None:
+            return np.asarray(self._manifest[p], dtype=np.float64).reshape(5, 4, 2)
+        item = self._item(p)
+        item["identity"] = file_identity(item["path"], item["source"], item["identity_mode"])
+        try:
+            item = self.pipeline.head[0](item)
+        except (StepError, ImageReadError) as err:
+            reason = getattr(err, "reason", str(err))
+            raise ImageReadError(
+                str(self._paths[p]),
+                f"{reason} (row {self._labels[p]!r}, patient_id {self._ids[p]!r})",
+            ) from err
+        return np.asarray(item["keypoints"], dtype=np.float64).reshape(5, 4, 2)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that, with ``seed``, selects the items' augmentation draws."""

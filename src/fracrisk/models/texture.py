@@ -30,6 +30,7 @@ import torch
 from fracrisk._params import InstanceOf, Interval, Options
 from fracrisk.data.cohort import Cohort, as_cohort
 from fracrisk.data.image_dataset import ImageCohortDataset
+from fracrisk.encoders.morphometry import VertebralMorphometry
 from fracrisk.encoders.texture import TextureFeatures
 from fracrisk.models._base import SurvivalModel, _prefixed
 from fracrisk.models.coxph import CoxPH
@@ -56,7 +57,7 @@ class _TextureInputs(SurvivalModel):
 
     input_kind = "images"
 
-    def _image_dataset(self, data, *, fitted: bool) -> ImageCohortDataset:
+    def _image_dataset(self, data) -> ImageCohortDataset:
         if isinstance(data, ImageCohortDataset):
             return data
         if not isinstance(data, (Cohort, pd.DataFrame)):
@@ -69,17 +70,56 @@ class _TextureInputs(SurvivalModel):
         return ImageCohortDataset(data, self.kind, **options)
 
     def _features(self, dataset: ImageCohortDataset, *, fit: bool) -> np.ndarray:
+        """Features of every item, columns as :meth:`_feature_names`.
+
+        ``fit`` fits the texture ranges (and decides on morphometry). Features of images in
+        a disk cache are remembered by their cache file (named by content) until the next
+        fit, so predicting twice on the same images describes them once.
+        """
         if fit:
             self.texture_ = TextureFeatures(_channel_names(dataset), levels=self.levels)
             positions = np.linspace(0, len(dataset) - 1, min(len(dataset), _RANGE_SAMPLE))
             sample = torch.stack([dataset[int(i)][0] for i in np.unique(positions.round())])
             self.texture_.fit(sample)
-        rows = []
-        for start in range(0, len(dataset), 256):
-            stop = min(start + 256, len(dataset))
-            images = torch.stack([dataset[i][0] for i in range(start, stop)])
-            rows.append(self.texture_.transform(images))
-        return np.concatenate(rows)
+            self.morphometry_ = self._make_morphometry(dataset)
+            self._memo: dict[str, np.ndarray] = {}
+        memo = getattr(self, "_memo", None)
+        if memo is None:
+            memo = self._memo = {}
+        files = [dataset.cache_file(i) for i in range(len(dataset))]
+        todo = [i for i, f in enumerate(files) if f is None or f not in memo]
+        out = np.empty((len(dataset), len(self._feature_names())), dtype=np.float64)
+        for start in range(0, len(todo), 256):
+            block = todo[start : start + 256]
+            images = torch.stack([dataset[i][0] for i in block])
+            parts = [self.texture_.transform(images)]
+            if self.morphometry_ is not None:
+                corners = np.stack([dataset.keypoints(i) for i in block])
+                parts.append(self.morphometry_.transform(corners, images))
+            out[block] = np.concatenate(parts, axis=1)
+            for i in block:
+                if files[i] is not None:
+                    memo[files[i]] = out[i].copy()
+        done = set(todo)
+        for i, f in enumerate(files):
+            if i not in done:
+                out[i] = memo[f]
+        return out
+
+    def _make_morphometry(self, dataset: ImageCohortDataset) -> VertebralMorphometry | None:
+        """Morphometry of the vertebrae for spine patches (``morphometry`` "auto" or True)."""
+        wanted = getattr(self, "morphometry", False)
+        if wanted is True and dataset.kind != "patches":
+            raise ValueError("morphometry=True needs spine patches (kind='patches'); got 'drr'")
+        if wanted is False or dataset.kind != "patches":
+            return None
+        return VertebralMorphometry(margin=dataset.margin)
+
+    def _feature_names(self) -> list[str]:
+        names = list(self.texture_.feature_names_)
+        if getattr(self, "morphometry_", None) is not None:
+            names += self.morphometry_.feature_names_
+        return names
 
     @staticmethod
     def _rows(cohort: Cohort, dataset: ImageCohortDataset) -> pd.DataFrame:
@@ -89,13 +129,13 @@ class _TextureInputs(SurvivalModel):
     def _feature_frame(self, data) -> tuple[pd.DataFrame, pd.Index]:
         self._check_fitted()
         cohort = as_cohort(data)
-        dataset = self._image_dataset(cohort, fitted=True)
+        dataset = self._image_dataset(cohort)
         table = self._with_features(self._rows(cohort, dataset), self._features(dataset, fit=False))
         return table, pd.Index(dataset.patient_ids)
 
     def _with_features(self, table: pd.DataFrame, features: np.ndarray) -> pd.DataFrame:
         """``table`` with one column per texture feature (names from :attr:`texture_`)."""
-        columns = pd.DataFrame(features, index=table.index, columns=self.texture_.feature_names_)
+        columns = pd.DataFrame(features, index=table.index, columns=self._feature_names())
         return pd.concat([table.drop(columns=columns.columns, errors="ignore"), columns], axis=1)
 
 
@@ -120,6 +160,12 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         Folds of that choice.
     levels : int, default 32
         Grey levels of the co-occurrence features.
+    morphometry : {"auto", True, False}, default "auto"
+        Add the vertebrae's shape (:class:`~fracrisk.encoders.morphometry.VertebralMorphometry`:
+        height ratios from the corners and the patches, the count of deformed vertebrae)
+        to the texture features; "auto": for spine patches. Prevalent vertebral fractures
+        are deformities of shape, which the texture of a patch cut at the corners does not
+        show.
     seed : int, default 0
         Seed of the fold assignment.
     progress : bool, default False
@@ -139,6 +185,7 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         "penalizer": [Options("cv"), Interval(float, 0, None)],
         "cv_folds": [Interval(int, 2, None)],
         "levels": [Interval(int, 2, 256)],
+        "morphometry": [Options("auto", True, False)],
         "seed": [Interval(int, 0, None)],
         "progress": [Options(True, False)],
     }
@@ -151,12 +198,13 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         penalizer: float | str = "cv",
         cv_folds: int = 5,
         levels: int = 32,
+        morphometry: str | bool = "auto",
         seed: int = 0,
         progress: bool = False,
     ) -> None:
         self.kind, self.image_options = kind, image_options
         self.penalizer, self.cv_folds, self.levels = penalizer, cv_folds, levels
-        self.seed, self.progress = seed, progress
+        self.morphometry, self.seed, self.progress = morphometry, seed, progress
 
     @classmethod
     def _test_params(cls) -> dict:
@@ -169,13 +217,13 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         columns = list(cohort.default_covariates if covariates is None else covariates)
         if columns:
             cohort.check_covariates(columns)
-        dataset = self._image_dataset(cohort, fitted=False)
+        dataset = self._image_dataset(cohort)
         features = self._features(dataset, fit=True)
         table = self._with_features(self._rows(cohort, dataset), features)
         # Constant features (e.g. a bone share that never varies) carry nothing: left out.
         varying = features.std(axis=0) > 0
         self.feature_columns_ = [
-            n for n, v in zip(self.texture_.feature_names_, varying, strict=True) if v
+            n for n, v in zip(self._feature_names(), varying, strict=True) if v
         ]
         design = [*columns, *self.feature_columns_]
         train = Cohort(table, time_col=cohort.time_col, event_col=cohort.event_col, missing=_KEEP)
@@ -210,6 +258,7 @@ class TextureCox(_TextureInputs, name="texture_cox"):
             {
                 "cox": state,
                 "texture": self.texture_.to_dict(),
+                "morphometry": None if self.morphometry_ is None else self.morphometry_.to_dict(),
                 "penalizer": self.penalizer_,
                 "feature_columns": self.feature_columns_,
                 "covariates": self.covariates_,
@@ -224,6 +273,8 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         cox_params = {"penalizer": state["penalizer"]}
         model.cox_ = CoxPH._from_state(cox_params, state["cox"], _prefixed(tensors, "cox"))
         model.texture_ = TextureFeatures.from_dict(state["texture"])
+        shape = state.get("morphometry")
+        model.morphometry_ = None if shape is None else VertebralMorphometry.from_dict(shape)
         model.penalizer_ = state["penalizer"]
         model.feature_columns_ = state["feature_columns"]
         model.covariates_ = state["covariates"]
@@ -350,7 +401,7 @@ class OpportunisticFrax(_TextureInputs, name="opportunistic_frax"):
         cohort = as_cohort(data)
         if self.target not in cohort.df.columns:
             raise ValueError(f"target column {self.target!r} (the DXA T-score) is not in the table")
-        dataset = self._image_dataset(cohort, fitted=False)
+        dataset = self._image_dataset(cohort)
         table = self._rows(cohort, dataset).copy()
         features = self._features(dataset, fit=True)
         y = pd.to_numeric(table[self.target], errors="coerce").to_numpy(dtype=np.float64)
@@ -385,13 +436,13 @@ class OpportunisticFrax(_TextureInputs, name="opportunistic_frax"):
         return pd.Series(self._estimate(table), index=ids, name="t_score_from_images")
 
     def _estimate(self, table: pd.DataFrame) -> np.ndarray:
-        f = (table[self.texture_.feature_names_].to_numpy() - self.mean_) / self.scale_
+        f = (table[self._feature_names()].to_numpy() - self.mean_) / self.scale_
         return f @ self.coef_ + self.intercept_
 
     def _frax_table(self, data) -> tuple[pd.DataFrame, pd.Index]:
         table, ids = self._feature_frame(data)
         table[_T_SCORE] = np.clip(self._estimate(table), -5.0, 3.0)
-        table = table.drop(columns=self.texture_.feature_names_)
+        table = table.drop(columns=self._feature_names())
         return table, ids
 
     def predict_score(self, data) -> np.ndarray:
@@ -448,6 +499,7 @@ class OpportunisticFrax(_TextureInputs, name="opportunistic_frax"):
             state["refit_params"], state["refit"], _prefixed(tensors, "refit")
         )
         model.texture_ = TextureFeatures.from_dict(state["texture"])
+        model.morphometry_ = None
         model.coef_ = tensors["ridge.coef"].numpy().astype(np.float64)
         model.mean_ = tensors["ridge.mean"].numpy().astype(np.float64)
         model.scale_ = tensors["ridge.scale"].numpy().astype(np.float64)
