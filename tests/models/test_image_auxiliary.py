@@ -101,3 +101,43 @@ def test_the_auxiliary_head_learns_the_t_score_and_survives_save_and_load(cohort
         plain.predict_auxiliary(test)
     with pytest.raises(ValueError, match="weights >= 0"):
         ImageSurvivalModel("multiview_drr", auxiliary={T: -1.0}, **FAST).fit(cohort)
+
+
+def test_two_stage_training_fits_a_cox_stage_on_the_image_estimated_t_score(cohorts, tmp_path):
+    """Stage 1 learns the T-score from the images; stage 2 ranks by it (the hazard is e^z)."""
+    from fracrisk.data import Cohort
+    from fracrisk.metrics import harrell_c
+
+    train, test = cohorts
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+    settings = {**FAST, "max_epochs": 25, "patience": 25}
+    model = ImageSurvivalModel(
+        "multiview_drr", auxiliary={T: 1.0}, training="two_stage", **settings
+    ).fit(cohort)
+    assert model.cox_.covariates_ == ["cov_age", f"image_{T}"]
+    assert model.stage_two_penalizer_ in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+    r2 = model.auxiliary_r2_[T]
+    assert r2["train"] > 0.3 and r2["validation"] is not None
+    # The log hazard is stage 2's linear predictor on age and the predicted T-score.
+    estimate = model.predict_auxiliary(test)[T]
+    table = test[["time", "event"]].assign(
+        cov_age=model.preprocessor_.transform(test)[:, 0], **{f"image_{T}": estimate.to_numpy()}
+    )
+    expected = model.cox_.predict_log_hazard(table)
+    eta = model.predict_log_hazard(test)
+    np.testing.assert_allclose(eta.to_numpy(), expected.to_numpy(), rtol=1e-6, atol=1e-9)
+    assert model.cox_.coef_[f"image_{T}"] > 0  # in this toy cohort both rise with z
+    c = harrell_c(test["time"], test["event"] == 1, eta.to_numpy())
+    assert c > 0.6, f"two-stage C on new patients: {c:.3f}"
+    surv = model.predict_survival(test, times=[1.0, 5.0])
+    assert (np.diff(surv.to_numpy(), axis=1) <= 0).all()
+
+    model.save(tmp_path / "two_stage")
+    again = load_model(tmp_path / "two_stage")
+    np.testing.assert_allclose(again.predict_log_hazard(test), eta)
+    assert again.auxiliary_r2_ == model.auxiliary_r2_
+    with pytest.raises(ValueError, match="Cox stage"):
+        model.grad_cam(test, [0])
+    with pytest.raises(ValueError, match="training='two_stage'"):
+        ImageSurvivalModel("multiview_drr", training="two_stage", **FAST).fit(cohort)

@@ -197,3 +197,37 @@ def test_a_logger_that_is_not_installed_is_named(tmp_path):
     model = DeepSurv(hidden=(4,), max_epochs=1, logger="mlflow", checkpoint_dir=str(tmp_path))
     with pytest.raises(ValueError, match="logger='mlflow' needs the mlflow package"):
         model.fit(clinical_cohort(200, seed=1))
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log")  # no Trainer here
+def test_survival_weight_zero_trains_on_the_dense_targets_alone():
+    """The first stage of a two-stage model: the loss is the auxiliary loss only."""
+    from fracrisk.encoders import FusionSurvivalNet
+    from fracrisk.losses import auxiliary_loss
+    from fracrisk.training import TrainingConfig
+    from fracrisk.training.module import CoxLightningModule
+
+    class Flat(torch.nn.Module):
+        num_features = 4
+
+        def forward(self, x):
+            return x.flatten(1)[:, :4]
+
+    torch.manual_seed(0)
+    net = FusionSurvivalNet(Flat(), 1, head="cox_linear", auxiliary=["t"])
+    net.set_auxiliary_scaling([0.0], [1.0])
+    images, cov = torch.randn(6, 1, 2, 2), torch.randn(6, 1)
+    target = torch.randn(6, 1)
+    time, event = torch.rand(6) + 0.1, torch.tensor([1, 0, 1, 1, 0, 1])
+    batch = (images, cov, target, time, event)
+    stage_one = CoxLightningModule(net, TrainingConfig(), 1, [2.0], survival_weight=0.0)
+    loss = stage_one.training_step(batch, 0)
+    _, predicted = net.forward_with_auxiliary(images, cov)
+    expected = auxiliary_loss(predicted, target, net.auxiliary_scale, torch.tensor([2.0]))
+    torch.testing.assert_close(loss, expected)
+    joint = CoxLightningModule(net, TrainingConfig(), 1, [2.0]).training_step(batch, 0)
+    assert float(joint.detach()) > float(loss.detach())  # the Cox loss per event is > 0
+    with pytest.raises(ValueError, match="needs auxiliary_weights"):
+        CoxLightningModule(net, TrainingConfig(), 1, survival_weight=0.0)
+    with pytest.raises(ValueError, match="survival_weight"):
+        CoxLightningModule(net, TrainingConfig(), 1, [1.0], survival_weight=-1.0)

@@ -85,6 +85,15 @@ def _target_scaling(data: ImageCohortDataset, rows: np.ndarray) -> tuple[np.ndar
     return np.asarray(mean), np.asarray(scale)
 
 
+def _r2(target: np.ndarray, predicted: np.ndarray) -> float | None:
+    """:math:`R^2` of a prediction over the rows with a finite target (None if under 2)."""
+    known = np.isfinite(target)
+    if known.sum() < 2 or not target[known].std() > 0:
+        return None
+    residual = ((target[known] - predicted[known]) ** 2).sum()
+    return float(1 - residual / ((target[known] - target[known].mean()) ** 2).sum())
+
+
 def _stratified_split(event: np.ndarray, fraction: float, seed: int):
     """Positions of a training and a validation part, each with its share of the events."""
     rng = np.random.default_rng(seed)
@@ -148,6 +157,20 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         (missing ones are masked), is added to the Cox loss with its weight
         (:func:`fracrisk.losses.auxiliary_loss`). Predictions: :meth:`predict_auxiliary`.
         None (default): the Cox loss alone.
+    training : {"end_to_end", "two_stage"}, default "end_to_end"
+        ``"end_to_end"``: the network is trained on the Cox loss (plus the auxiliary
+        losses). ``"two_stage"`` (needs ``auxiliary``): stage 1 trains the encoder and its
+        auxiliary heads on the dense targets alone (early stopping on ``val_aux_loss``);
+        stage 2 is a ridge-penalised Cox model (:class:`~fracrisk.CoxPH`) on the
+        preprocessed covariates (``cov_<name>``) plus the stage-1 predictions
+        (``image_<target>``), fitted on
+        every training patient; its log hazard is the model's. With few events a Cox
+        head learns little from an image embedding; a handful of supervised image
+        measurements (the T-score, a deformity grade) it can use.
+    stage_two_penalizer : float or "cv", default "cv"
+        Ridge penalty of stage 2; ``"cv"`` chooses from
+        :data:`~fracrisk.models.coxph.PENALTY_GRID` by 5-fold cross-validated partial
+        likelihood on the training patients.
     learning_rate : float, default 3e-4
         AdamW step size.
     weight_decay : float, default 1e-4
@@ -177,6 +200,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         The training images' options (kind, item shape, views, geometry, window, patch
         options), checked at prediction.
     history_ : TrainingHistory
+    cox_ : CoxPH
+        Stage 2 of a two-stage model.
+    auxiliary_r2_ : dict
+        Two-stage models: per target, the :math:`R^2` of the stage-1 prediction on the
+        training and the early-stopping patients (``{"train": ..., "validation": ...}``).
 
     Examples
     --------
@@ -201,6 +229,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         "head_kwargs": [None, InstanceOf(dict)],
         "covariate_dropout": [Interval(float, 0, 1, closed="left")],
         "auxiliary": [None, InstanceOf(dict)],
+        "training": [Options("end_to_end", "two_stage")],
+        "stage_two_penalizer": [Options("cv"), Interval(float, 0, None)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
     }
 
@@ -215,6 +245,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
         auxiliary: dict | None = None,
+        training: str = "end_to_end",
+        stage_two_penalizer: float | str = "cv",
         learning_rate: float = 3e-4,
         weight_decay: float = 1e-4,
         batch_size: int = 32,
@@ -241,6 +273,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         self.head, self.head_kwargs = head, head_kwargs
         self.covariate_dropout = covariate_dropout
         self.auxiliary = auxiliary
+        self.training, self.stage_two_penalizer = training, stage_two_penalizer
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
         self.validation_fraction, self.early_stopping = validation_fraction, early_stopping
@@ -279,6 +312,12 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                     "ImageSurvivalModel: auxiliary must map target column names to weights "
                     f">= 0, e.g. {{'femoral_neck_t_score': 1.0}}; got {name!r}: {weight!r}"
                 )
+        if self.training == "two_stage" and not self.auxiliary:
+            raise ValueError(
+                "ImageSurvivalModel: training='two_stage' trains the encoder on dense targets "
+                "first; name them with auxiliary={column: weight}, e.g. "
+                "{'femoral_neck_t_score': 1.0}"
+            )
         if isinstance(self.encoder, nn.Module) and not hasattr(self.encoder, "num_features"):
             raise ValueError(
                 f"the encoder module ({type(self.encoder).__name__}) has no num_features: the "
@@ -444,13 +483,57 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 resume=resume,
                 callbacks=callbacks,
                 auxiliary_weights=weights,
+                survival_weight=0.0 if self.training == "two_stage" else 1.0,
             )
         self.history_, self.fit_rank_ = result.history, result.global_rank
         self.network_ = network.eval()
-        eta, time, event = self._predict(_without_augmentation(data, targets=False))
+        plain = _without_augmentation(data, targets=False)
+        if self.training == "two_stage":
+            eta, time, event = self._fit_stage_two(plain, data, train_rows)
+        else:
+            eta, time, event = self._predict(plain)
         self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, time, event)
         self.n_train_ = len(data)
         return self
+
+    def _fit_stage_two(self, plain, data: ImageCohortDataset, train_rows: np.ndarray):
+        """Stage 2: penalised Cox on covariates + the stage-1 predictions, on every row."""
+        from fracrisk.models.coxph import CoxPH, cross_validated_penalizer
+
+        table = self._stage_two_table(plain)
+        design = [*self._covariate_columns(), *self._image_columns()]
+        cohort = Cohort(table, time_col="time", event_col="event")
+        penalizer = self.stage_two_penalizer
+        if penalizer == "cv":
+            penalizer = cross_validated_penalizer(cohort, design, 5, self.seed)
+        self.stage_two_penalizer_ = float(penalizer)
+        self.cox_ = CoxPH(penalizer=self.stage_two_penalizer_).fit(cohort, covariates=design)
+        held_out = np.setdiff1d(np.arange(len(data)), train_rows)
+        self.auxiliary_r2_ = {}
+        for j, name in enumerate(self.auxiliary):
+            predicted, target = table[self._image_columns()[j]].to_numpy(), data._targets[:, j]
+            self.auxiliary_r2_[name] = {
+                part: _r2(target[rows], predicted[rows])
+                for part, rows in (("train", train_rows), ("validation", held_out))
+            }
+        eta = self.cox_.predict_log_hazard(table).to_numpy()
+        return eta, table["time"].to_numpy(), table["event"].to_numpy()
+
+    def _image_columns(self) -> list[str]:
+        return [f"image_{name}" for name in self.auxiliary]
+
+    def _covariate_columns(self) -> list[str]:
+        """Stage-2 names of the preprocessed covariates (apart from the raw columns' checks)."""
+        return [f"cov_{name}" for name in self.covariate_names_]
+
+    def _stage_two_table(self, dataset: ImageCohortDataset) -> pd.DataFrame:
+        """Covariates (preprocessed), stage-1 predictions, time and event, one row per item."""
+        values, covariates, time, event = self._auxiliary_values(dataset)
+        table = pd.DataFrame(covariates, columns=self._covariate_columns())
+        for j, column in enumerate(self._image_columns()):
+            table[column] = values[:, j]
+        table["time"], table["event"] = time, event
+        return table
 
     # ------------------------------------------------------------------ prediction
     def _check_compatible(self, data, name: str = "data") -> None:
@@ -498,7 +581,10 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         dataset's own transform.
         """
         dataset = self._prediction_dataset(data)
-        eta, _, _ = self._predict(dataset)
+        if self.training == "two_stage":
+            eta = self.cox_.predict_log_hazard(self._stage_two_table(dataset)).to_numpy()
+        else:
+            eta, _, _ = self._predict(dataset)
         return pd.Series(eta, index=pd.Index(dataset.patient_ids), name="log_hazard")
 
     def predict_score(self, data) -> np.ndarray:
@@ -510,8 +596,6 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
 
         Only for a model fitted with ``auxiliary``; e.g. the image-estimated T-score.
         """
-        from fracrisk.training.engine import _to_device
-
         self._check_fitted()
         if not self.auxiliary:
             raise ValueError(
@@ -519,20 +603,36 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 "weight} to predict them"
             )
         dataset = self._prediction_dataset(data)
+        values = self._auxiliary_values(dataset)[0]
+        return pd.DataFrame(
+            values, index=pd.Index(dataset.patient_ids), columns=list(self.network_.auxiliary_names)
+        )
+
+    def _auxiliary_values(self, dataset) -> tuple[np.ndarray, ...]:
+        """Predicted targets (their units), covariates, time and event of every item."""
+        from fracrisk.training.engine import _to_device
+
         device = torch.device(self._predict_device())
         network = self.network_.to(device).eval()
         parts = []
         with torch.no_grad():
-            for images, covariates, _time, _event in self._loader(dataset):
+            for images, covariates, time, event in self._loader(dataset):
                 _, predicted = network.forward_with_auxiliary(
                     *_to_device((images, covariates), device)
                 )
-                parts.append(predicted.float().cpu().numpy().astype(np.float64))
+                parts.append(
+                    (
+                        predicted.float().cpu().numpy().astype(np.float64),
+                        covariates.numpy().astype(np.float64),
+                        time.numpy().astype(np.float64),
+                        event.numpy(),
+                    )
+                )
         network.cpu()
-        values = np.concatenate(parts) if parts else np.empty((0, len(self.auxiliary)))
-        return pd.DataFrame(
-            values, index=pd.Index(dataset.patient_ids), columns=list(network.auxiliary_names)
-        )
+        if not parts:
+            k, m = len(self.auxiliary), len(self.covariate_names_)
+            return np.empty((0, k)), np.empty((0, m)), np.empty(0), np.empty(0, np.int64)
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
     def predict_survival(
         self, data, times: Sequence[float] | np.ndarray | None = None
@@ -589,6 +689,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         """
         from fracrisk.explain import grad_cam, mean_feature_maps
 
+        if self.training == "two_stage":
+            raise ValueError(
+                "grad_cam explains the network's own log hazard; a two-stage model's hazard "
+                "comes from its Cox stage on the predicted targets (see cox_.summary_)"
+            )
         view = self._prediction_dataset(data)
         reference = view if reference is None else self._prediction_dataset(reference)
         device = torch.device(self._predict_device())
@@ -635,6 +740,14 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             "preprocessor": None if self.preprocessor_ is None else self.preprocessor_.to_dict(),
             "n_train": self.n_train_,
         }
+        if self.training == "two_stage":
+            cox_state, cox_tensors = self.cox_._state()
+            tensors.update({f"cox.{k}": v for k, v in cox_tensors.items()})
+            state["stage_two"] = {
+                "cox": cox_state,
+                "penalizer": self.stage_two_penalizer_,
+                "auxiliary_r2": self.auxiliary_r2_,
+            }
         return state, tensors
 
     @classmethod
@@ -656,4 +769,13 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         model.network_ = network.eval()
         model.baseline_hazard_ = _baseline_from_tensors(tensors)
         model.n_train_ = state["n_train"]
+        if model.training == "two_stage":
+            from fracrisk.models.coxph import CoxPH
+
+            stage = state["stage_two"]
+            model.stage_two_penalizer_ = float(stage["penalizer"])
+            model.cox_ = CoxPH._from_state(
+                {"penalizer": model.stage_two_penalizer_}, stage["cox"], _prefixed(tensors, "cox")
+            )
+            model.auxiliary_r2_ = stage["auxiliary_r2"]
         return model

@@ -33,11 +33,10 @@ from fracrisk.data.image_dataset import ImageCohortDataset
 from fracrisk.encoders.morphometry import VertebralMorphometry
 from fracrisk.encoders.texture import TextureFeatures
 from fracrisk.models._base import SurvivalModel, _prefixed
-from fracrisk.models.coxph import CoxPH
+from fracrisk.models.coxph import CoxPH, cross_validated_penalizer
 
 __all__ = ["OpportunisticFrax", "TextureCox"]
 
-_PENALTY_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 _RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
 _RANGE_SAMPLE = 512  # training images the quantisation ranges are fitted on, at most
 _T_SCORE = "femoral_neck_t_score"
@@ -228,7 +227,7 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         design = [*columns, *self.feature_columns_]
         train = Cohort(table, time_col=cohort.time_col, event_col=cohort.event_col, missing=_KEEP)
         if self.penalizer == "cv":
-            self.penalizer_ = _cv_penalizer(train, design, self.cv_folds, self.seed)
+            self.penalizer_ = cross_validated_penalizer(train, design, self.cv_folds, self.seed)
         else:
             self.penalizer_ = float(self.penalizer)
         self.cox_ = CoxPH(penalizer=self.penalizer_).fit(train, covariates=design)
@@ -280,45 +279,6 @@ class TextureCox(_TextureInputs, name="texture_cox"):
         model.covariates_ = state["covariates"]
         model.n_train_ = state["n_train"]
         return model
-
-
-def _cv_penalizer(train: Cohort, design: list[str], folds: int, seed: int) -> float:
-    r"""The penalty of the grid with the best K-fold cross-validated partial likelihood.
-
-    Verweij & van Houwelingen (1993): fold k contributes
-    :math:`\ell(\hat\beta_{-k}) - \ell_{-k}(\hat\beta_{-k})`, the full-data log partial
-    likelihood minus the training part's, at the coefficients fitted without fold k. The
-    columns are standardised once on all training rows, as :class:`CoxPH` does.
-    """
-    from fracrisk.losses import RiskSetTerms
-    from fracrisk.preprocessing import TabularPreprocessor
-
-    x = torch.from_numpy(TabularPreprocessor(design).fit_transform(train.df))
-    t = torch.from_numpy(train.time)
-    e = torch.from_numpy(train.event == 1)
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(train), dtype=np.int64)
-    for value in (True, False):  # each fold gets its share of the events
-        rows = np.flatnonzero(e.numpy() == value)
-        rng.shuffle(rows)
-        fold[rows] = np.arange(len(rows)) % folds
-
-    def log_likelihood(beta, rows) -> float:
-        terms = RiskSetTerms(x[rows] @ beta, t[rows], e[rows], True)
-        return -float(terms.neg_log_likelihood())
-
-    everyone = torch.arange(len(train))
-    scores = []
-    for penalizer in _PENALTY_GRID:
-        total = 0.0
-        for k in range(folds):
-            rows = torch.from_numpy(np.flatnonzero(fold != k))
-            if not bool(e[rows].any()):
-                continue
-            beta, _, _ = CoxPH(penalizer=penalizer)._newton(x[rows], t[rows], e[rows])
-            total += log_likelihood(beta, everyone) - log_likelihood(beta, rows)
-        scores.append(total)
-    return float(_PENALTY_GRID[int(np.argmax(scores))])
 
 
 class OpportunisticFrax(_TextureInputs, name="opportunistic_frax"):

@@ -9,6 +9,7 @@ else that maps ``(*inputs)`` to a log hazard train through it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import tempfile
@@ -283,6 +284,7 @@ def fit_cox_network(
     resume: bool = False,
     callbacks: Sequence = (),
     auxiliary_weights: Sequence[float] | None = None,
+    survival_weight: float = 1.0,
 ) -> FitResult:
     """Train ``network`` on the mini-batch Cox partial likelihood with Lightning.
 
@@ -305,11 +307,16 @@ def fit_cox_network(
     auxiliary_weights : sequence of float, optional
         Weights of the network's dense targets; the items are then
         ``(*inputs, targets, time, event)`` (:class:`CoxLightningModule`).
+    survival_weight : float, default 1.0
+        Weight of the Cox loss; 0 trains on the dense targets alone, and early stopping
+        (``config.early_stopping`` set) then watches ``val_aux_loss``.
 
     Returns
     -------
     FitResult
     """
+    if survival_weight == 0 and config.early_stopping is not None:
+        config = dataclasses.replace(config, early_stopping="val_aux_loss")
     if len(train_data) != len(train_event):
         raise ValueError(f"train_event has {len(train_event)} values for {len(train_data)} items")
     steps = len(
@@ -317,7 +324,11 @@ def fit_cox_network(
     )  # global batches per epoch, the same on every rank
     return fit_lightning(
         CoxLightningModule(
-            network, config, steps_per_epoch=steps, auxiliary_weights=auxiliary_weights
+            network,
+            config,
+            steps_per_epoch=steps,
+            auxiliary_weights=auxiliary_weights,
+            survival_weight=survival_weight,
         ),
         CoxDataModule(train_data, np.asarray(train_event, bool), val_data, config),
         config,

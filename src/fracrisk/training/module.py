@@ -62,6 +62,9 @@ class CoxLightningModule(pl.LightningModule):
         loss per event plus :func:`~fracrisk.losses.auxiliary_loss` (a per-patient mean on
         each rank, which DDP's gradient averaging makes the global mean). Validation logs
         it as ``val_aux_loss``; ``val_loss`` stays the Cox loss.
+    survival_weight : float, default 1.0
+        Weight of the Cox loss in the training loss. 0 trains on the dense targets alone
+        (the first stage of a two-stage model; the Cox loss is still logged).
     """
 
     def __init__(
@@ -70,11 +73,17 @@ class CoxLightningModule(pl.LightningModule):
         config: TrainingConfig,
         steps_per_epoch: int,
         auxiliary_weights=None,
+        survival_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.network = network
         self.config = config
         self.steps_per_epoch = max(int(steps_per_epoch), 1)
+        if not (math.isfinite(survival_weight) and survival_weight >= 0):
+            raise ValueError(f"survival_weight must be a finite number >= 0, got {survival_weight}")
+        if survival_weight == 0 and auxiliary_weights is None:
+            raise ValueError("survival_weight=0 needs auxiliary_weights: nothing would be trained")
+        self.survival_weight = float(survival_weight)
         self.auxiliary_weights = (
             None
             if auxiliary_weights is None
@@ -116,12 +125,14 @@ class CoxLightningModule(pl.LightningModule):
         return eta, auxiliary_loss(predicted, targets.to(predicted.dtype), scale, weight)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Cox loss per event of one global batch (plus the auxiliary loss, if any)."""
+        """Weighted Cox loss per event of one global batch, plus the auxiliary loss (if any)."""
         inputs, time, event = split_batch(batch)
         eta, extra = self._forward(inputs)
         loss, n_events = global_cox_loss(eta, time, event, ties=self.config.ties)
         self._train_sum += float(loss.detach()) * max(n_events, 1)
         self._train_events += n_events
+        if self.survival_weight != 1.0:
+            loss = self.survival_weight * loss
         if extra is not None:
             self.log("train_aux_loss", extra.detach(), on_step=False, on_epoch=True)
             loss = loss + extra
