@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fracrisk import CoxPH, DeepSurv, ImageSurvivalModel
+from fracrisk import CoxPH, DeepSurv, ImageSurvivalModel, TextureCox
 from fracrisk._io import atomic_path, atomic_write_json, staged_output_dir
 from fracrisk.baselines import FraxStyleCalculator, FraxStyleRefit
 from fracrisk.data import ImageCohortDataset
@@ -115,6 +115,7 @@ class StudyDesign:
 
 
 _IMG_CLIN, _IMG_ONLY = "images + clinical", "images only"
+_TEX_CLIN = "texture + clinical (two-stage)"
 _COX, _DEEP = "CoxPH clinical", "DeepSurv clinical"
 _CALC, _CALC_BMD = "FRAX-style calculator (no BMD)", "FRAX-style calculator (BMD)"
 _REFIT, _REFIT_BMD = "FRAX-style refit (no BMD)", "FRAX-style refit (BMD)"
@@ -245,8 +246,9 @@ class _FrozenLogHazard:
     like the tabular ones. The curves use the model's own Breslow baseline hazard.
     """
 
-    def __init__(self, log_hazard: pd.Series, baseline) -> None:
+    def __init__(self, log_hazard: pd.Series, baseline, risk_label: str) -> None:
         self.log_hazard, self.baseline = log_hazard, baseline
+        self.risk_label = risk_label
 
     def predict_score(self, data: Cohort) -> np.ndarray:
         return self.log_hazard.loc[data.ids].to_numpy()
@@ -372,7 +374,7 @@ def _evaluate(
         rows.append(row)
         log(f"      {name:34s} Harrell C {_fmt(row['harrell'])}, Uno C {_fmt(row['uno'])}")
     comparisons = []
-    for challenger in (_IMG_CLIN, _IMG_ONLY):
+    for challenger in (_IMG_CLIN, _IMG_ONLY, _TEX_CLIN):
         for reference in design.references:
             for metric_name, metric, kwargs in (
                 ("Harrell C", harrell_c, {}),
@@ -489,7 +491,7 @@ def run(args, log=print) -> dict:
 
 
 def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> dict:
-    clock = _Clock(8, log)
+    clock = _Clock(9, log)
     images_root = out / "images" if args.keep_images else work / "images"
     cache = work / "cache"
     caught: list[str] = []
@@ -566,10 +568,6 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
                     ),
                     _IMG_ONLY: ImageCohortDataset(part, design.kind, covariates=[], **options),
                 }
-                if not args.keep_images and label == _SPLIT:
-                    shutil.rmtree(images_root / "cohort", ignore_errors=True)
-            if not args.keep_images:
-                shutil.rmtree(images_root / "independent", ignore_errors=True)
         caught += [str(x.message) for x in w]
         skipped = {k: len(v[_IMG_CLIN].failures) for k, v in datasets.items()}
         log(f"      rows left out (unusable image or keypoints): {skipped}")
@@ -578,6 +576,36 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
         test = test._with_rows(datasets[_SPLIT][_IMG_CLIN].row_labels)
         independent = independent._with_rows(datasets[_INDEPENDENT][_IMG_CLIN].row_labels)
         tests = {_SPLIT: test, _INDEPENDENT: independent}
+
+    with clock.step(
+        f"two-stage texture model: {design.covariates_label} + texture features"
+        + (" and vertebral morphometry" if design.kind == "patches" else "")
+    ):
+        # Fitted and applied while the image files exist (the cache is keyed by content).
+        texture_model = TextureCox(
+            design.kind,
+            image_options={
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in options.items()
+                if k != "progress"
+            },
+            seed=args.seed,
+        ).fit(train, covariates=list(design.covariates))
+        texture = {
+            label: _FrozenLogHazard(
+                texture_model.predict_log_hazard(part),
+                texture_model.cox_.baseline_hazard_,
+                texture_model.risk_label,
+            )
+            for label, part in (("train", train), *tests.items())
+        }
+        log(
+            f"      {len(texture_model.feature_columns_)} image features, ridge penalty "
+            f"{texture_model.penalizer_:g} (cross-validated on the training patients)"
+        )
+        if not args.keep_images:
+            shutil.rmtree(images_root / "cohort", ignore_errors=True)
+            shutil.rmtree(images_root / "independent", ignore_errors=True)
 
     tabular: dict = {}
     with clock.step("fitting clinical CoxPH, clinical DeepSurv and the FRAX-style baselines"):
@@ -619,10 +647,13 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
         for label in ("train", *tests):
             frozen[label] = {
                 name: _FrozenLogHazard(
-                    model.predict_log_hazard(datasets[label][name]), model.baseline_hazard_
+                    model.predict_log_hazard(datasets[label][name]),
+                    model.baseline_hazard_,
+                    model.risk_label,
                 )
                 for name, model in image_models.items()
             }
+            frozen[label][_TEX_CLIN] = texture[label]
         training_c = {}
         for name, model in {**frozen["train"], **tabular, _ORACLE: _Oracle()}.items():
             training_c[name] = float(harrell_c(train.time, train.event, model.predict_score(train)))
@@ -675,6 +706,7 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
                 )
         for name, model in image_models.items():
             model.save(out / "models" / _SAVED_NAMES[name])
+        texture_model.save(out / "models" / "texture_clinical")
         tabular[_COX].save(out / "models" / "coxph_clinical")
         tabular[_DEEP].save(out / "models" / "deepsurv_clinical")
         for label, data in (("cohort", main), ("independent", independent)):
@@ -879,7 +911,17 @@ def _write_report(out: Path, results: dict, tables: dict, design: StudyDesign, a
         f"{s['max_epochs']} epochs, early stopping (patience {s['patience']}) on 20% of the "
         "training patients (stratified), survival-safe augmentation, never pretrained. These "
         "settings were fixed before the run; nothing was tuned on a test set.",
-        f"- Clinical covariates (image + clinical, CoxPH, DeepSurv): {design.covariates_label}.",
+        "- Two-stage texture model (`TextureCox`): a ridge-penalised Cox model on the "
+        "clinical covariates plus hand-made features of the same images (intensity, bone "
+        "region, GLCM texture"
+        + (
+            "; vertebral morphometry from the detector's corners"
+            if design.kind == "patches"
+            else ""
+        )
+        + "), its penalty cross-validated on the training part.",
+        f"- Clinical covariates (image + clinical, texture + clinical, CoxPH, DeepSurv): "
+        f"{design.covariates_label}.",
         "- FRAX-style calculator: published gradients, UK tables, no training; FRAX-style "
         "refit: FRAX's structure refitted on the training part with competing death.",
         f"- Metrics: Harrell's C and Uno's C (tau {s['tau']:g} y, censoring from the training "

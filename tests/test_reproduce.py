@@ -17,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 MODELS = {
     "images + clinical",
     "images only",
+    "texture + clinical (two-stage)",
     "CoxPH clinical",
     "DeepSurv clinical",
     "FRAX-style calculator (no BMD)",
@@ -79,6 +80,9 @@ def test_quick_reproduction_writes_report_with_finite_c(tmp_path, study, sizes):
                 assert c["lower"] <= c["estimate"] <= c["upper"], (label, row)
         comparisons = results["test_sets"][label]["comparisons"]
         assert comparisons and all(math.isfinite(c["difference"]) for c in comparisons)
+        risks = {row["model"]: row["risk"] for row in rows}
+        assert risks["images + clinical"] == risks["CoxPH clinical"]  # cause-specific both
+        assert risks["images + clinical"] != risks["oracle (true log hazard)"]
     report = (out / "report.md").read_text()
     assert "published test C" in report and "independent" in report
     predictions = pd.read_csv(out / "predictions_independent.csv", index_col=0)
