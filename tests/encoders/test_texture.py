@@ -15,7 +15,7 @@ def _images(rng, n=6, channels=2, size=32, noise=0.1, level=1.0):
 
 def test_names_and_shape():
     features = TextureFeatures(["frontal", "lateral"], distances=(1, 3))
-    per_channel = 9 + 4 + 2 * len(GLCM_PROPERTIES)
+    per_channel = 9 + 4 + 10 + 2 * len(GLCM_PROPERTIES)
     assert len(features.feature_names_) == 2 * per_channel
     assert features.feature_names_[0] == "frontal_mean"
     assert "lateral_glcm_contrast_d3" in features.feature_names_
@@ -49,6 +49,24 @@ def test_denser_images_have_a_higher_mean_and_coarser_noise_more_contrast():
     assert f["r"][:, contrast].min() > f["s"][:, contrast].max()
     local = names.index("v_local_variance")
     assert f["r"][:, local].min() > f["s"][:, local].max()
+
+
+def test_the_top_hat_sees_small_bright_structures_and_ignores_slow_background():
+    """Thin bright lines (cortices) on a ramp (soft tissue) and the same on a brighter ramp."""
+    ramp = np.linspace(0.0, 2.0, 32)[None, :] * np.ones((32, 1))
+    lines = ramp.copy()
+    lines[8:24, 10:12] += 1.0
+    lines[8:24, 20:22] += 1.0
+    images = np.stack([ramp, lines, lines + 3.0])[:, None]
+    features = TextureFeatures(["v"]).fit(images)
+    names = features.feature_names_
+    f = features.transform(images)
+    top, median = names.index("v_tophat_p99"), names.index("v_tophat_p50")
+    assert f[0, median] == pytest.approx(0.0, abs=1e-12)  # a ramp has no small structure
+    assert f[0, top] < 0.25  # (but for the image's edges, where the opening is one-sided)
+    assert f[1, top] > 0.9  # the lines, 1 above the ramp
+    assert f[2, top] == pytest.approx(f[1, top])  # a uniform offset changes nothing
+    assert f[2, names.index("v_p99")] == pytest.approx(f[1, names.index("v_p99")] + 3.0)
 
 
 def test_a_constant_image_gives_finite_features():
