@@ -15,6 +15,7 @@ On an independent simulated training and test cohort with images, it fits
   :class:`~fracrisk.ImageSurvivalModel` with ``training="two_stage"``, the CNN trained on
   the dense targets (the DXA T-score; on the spine also the Genant grade of each vertebra,
   as a radiologist's labels of the training patients), then a penalised Cox stage;
+* the seed papers' ablations on the texture model (``ablation_*``, see :data:`ABLATIONS`);
 
 and reports for each Harrell's C with a 95% bootstrap CI, paired Delta C against the
 FRAX-style refit with and without BMD and against ``cox_frax_bmd``, the **modality
@@ -87,7 +88,17 @@ MODEL_NAMES = (
     "image_frax",
     "image_frax_bmd",
     "image_only",
+    *(f"ablation_{name}" for name in ("images_only", "no_morphometry", "masked")),
+    *(f"ablation_{name}" for name in ("frontal", "lateral", "axial", "view_ensemble")),
 )
+#: The seed papers' ablations, on the two-stage texture model with the FRAX covariates (no
+#: DXA): Kong's images only / masked patches (and what the vertebrae's shape adds); Kim's
+#: single views and the ensemble of the three single-view models (the mean of their log
+#: hazards) against the model on all three views (``texture_frax``).
+ABLATIONS = {
+    "patches": ("images_only", "no_morphometry", "masked"),
+    "drr": ("images_only", "frontal", "lateral", "axial", "view_ensemble"),
+}
 
 #: What each preset's images are and how the end-to-end model reads them (fixed settings).
 PRESETS = {
@@ -199,6 +210,23 @@ def _models(args, preset: dict, train: Cohort) -> dict:
             None,
         ),
     }
+    for name in ABLATIONS[preset["kind"]]:
+        if name == "view_ensemble":
+            continue  # the mean of the single views' log hazards (see ``run``)
+        settings, covariates = {"image_options": options}, frax
+        if name == "images_only":
+            covariates = []
+        elif name == "no_morphometry":
+            settings["morphometry"] = False
+        elif name == "masked":
+            from fracrisk.imaging.transforms import MaskVertebralBody
+
+            settings["morphometry"] = False
+            mask = MaskVertebralBody(margin=0.15)  # the patches' default margin
+            settings["image_options"] = {**options, "transform": mask}
+        else:  # one DRR view
+            settings["image_options"] = {**options, "views": (name,)}
+        models[f"ablation_{name}"] = (TextureCox(preset["kind"], **settings), covariates)
     if not args.skip_end_to_end:
         common = {
             "head": "deepsurv",
@@ -275,11 +303,20 @@ def run(args, log=print) -> dict:
 
     scores, risk_types, seconds, r2, absolute_c = {}, {}, {}, {}, {}
     models = _models(args, preset, train)
+    ensemble = "view_ensemble" in ABLATIONS[preset["kind"]]
     if getattr(args, "models", None):
-        unknown = sorted(set(args.models) - set(models))
+        available = {*models, *(["ablation_view_ensemble"] if ensemble else [])}
+        unknown = sorted(set(args.models) - available)
         if unknown:
-            raise SystemExit(f"unknown models {unknown}; choose from {sorted(models)}")
+            raise SystemExit(
+                f"models {unknown} are not fitted for {args.preset}; choose from "
+                f"{sorted(available)}"
+            )
         keep = {*_REFERENCES, *args.models}
+        if "ablation_view_ensemble" in keep:
+            keep |= {"ablation_frontal", "ablation_lateral", "ablation_axial"}
+        else:
+            ensemble = False
         models = {name: spec for name, spec in models.items() if name in keep}
     for name, (model, covariates) in models.items():
         t0 = time.perf_counter()
@@ -312,6 +349,10 @@ def run(args, log=print) -> dict:
             scores["frax_calculator_bmd"] = np.asarray(calculator.predict_score(test.df))
             risk_types["frax_calculator"] = risk_types["frax_calculator_bmd"] = "absolute"
 
+    if ensemble:
+        views = [scores[f"ablation_{v}"] for v in ("frontal", "lateral", "axial")]
+        scores["ablation_view_ensemble"] = np.mean(views, axis=0)
+        risk_types["ablation_view_ensemble"] = "cause_specific"
     for name, score in scores.items():
         if len(score) != len(test):
             raise RuntimeError(f"{name} scored {len(score)} of {len(test)} test patients")

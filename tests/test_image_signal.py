@@ -59,6 +59,9 @@ def test_results_have_the_stable_form(run):
         "cox_frax_bmd",
         "texture_frax",
         "opportunistic_frax",
+        "ablation_images_only",
+        "ablation_no_morphometry",
+        "ablation_masked",
     }
     assert names <= set(results["models"])
     for name, model in results["models"].items():
@@ -105,3 +108,30 @@ def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run)
     assert image["risk_type"] == "cause_specific" and math.isfinite(image["t_score_r2"])
     with pytest.raises(SystemExit):  # refused before anything is simulated
         bench._parse_args(["--preset", "kong2022", "--out", str(out), "--models", "nope"])
+
+
+@pytest.mark.filterwarnings("ignore:age outside 40-90")  # kim2024 has patients over 90
+def test_kims_single_view_ablations_and_their_ensemble(tmp_path):
+    bench = _module()
+    args = bench._parse_args(
+        [
+            *("--preset", "kim2024", "--n-train", "120", "--n-test", "80", "--seed", "2"),
+            *("--out", str(tmp_path), "--n-boot", "20", "--no-progress", "--skip-end-to-end"),
+            *("--models", "ablation_view_ensemble"),
+        ]
+    )
+    results = bench.run(args, log=lambda *a: None)
+    views = ("ablation_frontal", "ablation_lateral", "ablation_axial", "ablation_view_ensemble")
+    assert set(views) <= set(results["models"])
+    for name in views:
+        assert 0.0 < results["models"][name]["c"] < 1.0
+    with pytest.raises(SystemExit, match="not fitted for kim2024"):
+        bench.run(
+            bench._parse_args(
+                [
+                    *("--preset", "kim2024", "--n-train", "120", "--n-test", "80"),
+                    *("--seed", "2", "--out", str(tmp_path), "--models", "ablation_masked"),
+                ]
+            ),
+            log=lambda *a: None,
+        )

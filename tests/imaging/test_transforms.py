@@ -252,3 +252,19 @@ def test_non_finite_images_are_rejected():
 def test_bad_settings_are_rejected(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_mask_vertebral_body_blanks_the_margin_and_keeps_the_frame():
+    from fracrisk.imaging.transforms import MaskVertebralBody
+
+    image = torch.arange(2 * 26 * 26, dtype=torch.float32).reshape(2, 26, 26) + 1
+    masked = MaskVertebralBody(margin=0.15)(image)
+    # 26 px span 1.3 frames: pixel centres t = -0.15 + 1.3 (i + 0.5) / 26, inside for i in 3..22.
+    inside = torch.zeros(26, dtype=torch.bool)
+    inside[3:23] = True
+    keep = inside[:, None] & inside[None, :]
+    assert torch.equal(masked[:, keep], image[:, keep])
+    assert (masked[:, ~keep] == 0).all()
+    assert torch.equal(MaskVertebralBody(margin=0.0)(image), image)
+    with pytest.raises(ValueError, match="margin"):
+        MaskVertebralBody(margin=-1.0)

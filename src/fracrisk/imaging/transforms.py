@@ -57,6 +57,7 @@ __all__ = [
     "IMAGE_KINDS",
     "Compose",
     "EnsureFloat32",
+    "MaskVertebralBody",
     "RandFlip",
     "RandGaussianNoise",
     "RandIntensityJitter",
@@ -297,6 +298,42 @@ class EnsureFloat32(Transform):
                 "value(s) (NaN or infinite)"
             )
         return tensor
+
+
+class MaskVertebralBody(Transform):
+    """Set the pixels of L1-L5 patches outside the vertebral body to ``value``.
+
+    A patch maps the body's four corners onto its frame, the unit square inside a ``margin``
+    on every side (:mod:`fracrisk.imaging.patches`); masking keeps the frame and blanks the
+    margin (endplates, discs, neighbours). Kong et al. (2022) compared masked and non-masked
+    patches (non-masked worked best).
+
+    Parameters
+    ----------
+    margin : float, default 0.15
+        The patches' margin (as they were cut).
+    value : float, default 0.0
+        What the blanked pixels become (0: the mean of a z-scored radiograph).
+
+    Examples
+    --------
+    >>> MaskVertebralBody()(torch.ones(5, 13, 13))[0, 0, 0].item()
+    0.0
+    """
+
+    def __init__(self, margin: float = 0.15, value: float = 0.0) -> None:
+        self.margin = _check_number("margin", margin, low=0.0)
+        self.value = float(value)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """Transform ``image`` ``(..., H, W)``; returns a tensor of the same shape."""
+        image = _check_image(image)
+        h, w = image.shape[-2:]
+        span = 1.0 + 2.0 * self.margin
+        t = -self.margin + span * (torch.arange(h, dtype=torch.float64) + 0.5) / h
+        s = -self.margin + span * (torch.arange(w, dtype=torch.float64) + 0.5) / w
+        inside = ((t >= 0) & (t <= 1))[:, None] & ((s >= 0) & (s <= 1))[None, :]
+        return torch.where(inside.to(image.device), image, torch.full_like(image, self.value))
 
 
 class ScaleIntensityRange(Transform):

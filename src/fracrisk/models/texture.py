@@ -21,6 +21,9 @@ describe each by :class:`~fracrisk.encoders.texture.TextureFeatures`.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +42,9 @@ __all__ = ["OpportunisticFrax", "TextureCox"]
 
 _RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 4, 15))
 _RANGE_SAMPLE = 512  # training images the quantisation ranges are fitted on, at most
+#: Features of cached images, by (cache file, settings digest), for this process.
+_FEATURE_MEMO: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_MEMO_LIMIT = 100_000
 _T_SCORE = "femoral_neck_t_score"
 _KEEP = "impute"  # inner tables keep what the user's cohort allowed; the Cox fits impute
 
@@ -72,8 +78,9 @@ class _TextureInputs(SurvivalModel):
         """Features of every item, columns as :meth:`_feature_names`.
 
         ``fit`` fits the texture ranges (and decides on morphometry). Features of images in
-        a disk cache are remembered by their cache file (named by content) until the next
-        fit, so predicting twice on the same images describes them once.
+        a disk cache are remembered in this process by their cache file (named by content)
+        and the fitted feature settings, so predicting twice on the same images, or a
+        second model with the same settings, describes them once.
         """
         if fit:
             self.texture_ = TextureFeatures(_channel_names(dataset), levels=self.levels)
@@ -81,11 +88,17 @@ class _TextureInputs(SurvivalModel):
             sample = torch.stack([dataset[int(i)][0] for i in np.unique(positions.round())])
             self.texture_.fit(sample)
             self.morphometry_ = self._make_morphometry(dataset)
-            self._memo: dict[str, np.ndarray] = {}
-        memo = getattr(self, "_memo", None)
-        if memo is None:
-            memo = self._memo = {}
+        settings = json.dumps(
+            [
+                self.texture_.to_dict(),
+                None if self.morphometry_ is None else self.morphometry_.to_dict(),
+                repr(dataset.transform),
+            ]
+        )
+        digest = hashlib.sha256(settings.encode()).hexdigest()
+        memo = _FEATURE_MEMO
         files = [dataset.cache_file(i) for i in range(len(dataset))]
+        files = [None if f is None else (f, digest) for f in files]
         todo = [i for i, f in enumerate(files) if f is None or f not in memo]
         out = np.empty((len(dataset), len(self._feature_names())), dtype=np.float64)
         for start in range(0, len(todo), 256):
@@ -103,6 +116,8 @@ class _TextureInputs(SurvivalModel):
         for i, f in enumerate(files):
             if i not in done:
                 out[i] = memo[f]
+        while len(memo) > _MEMO_LIMIT:
+            memo.popitem(last=False)  # the oldest first
         return out
 
     def _make_morphometry(self, dataset: ImageCohortDataset) -> VertebralMorphometry | None:
