@@ -750,6 +750,111 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Self-supervised (SimCLR) pretraining of an image backbone on unlabelled images; the "
+        "weights start an image model with encoder_kwargs={'backbone_kwargs': {'weights': "
+        "FILE}}."
+    )
+    parser.epilog = (
+        "example: fracrisk pretrain --manifest archive.csv --kind patches --cache cache "
+        "--epochs 20 --out spine_resnet10t.safetensors"
+    )
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        metavar="FILE",
+        help="table (CSV or Parquet) with one image path per row; no outcome is needed",
+    )
+    parser.add_argument("--kind", required=True, choices=["drr", "patches"])
+    parser.add_argument(
+        "--image-column",
+        default=None,
+        metavar="COL",
+        help="column of image paths (default hip_ct_path for drr, spine_xray_path for patches)",
+    )
+    parser.add_argument("--cache", default=None, metavar="DIR", help="prepared-image cache")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"))
+    parser.add_argument("--backbone", default="resnet10t", help="timm model name")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu", "cuda"])
+    parser.add_argument("--on-error", default="raise", choices=["raise", "skip"])
+    parser.add_argument("--workers", type=int, default=0, help="image preparation processes")
+    parser.add_argument("--out", required=True, metavar="FILE.safetensors")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+@_command("pretrain", _pretrain_arguments)
+def _pretrain(args: argparse.Namespace) -> int:
+    """Pretrain an image backbone on unlabelled images (contrastive, SimCLR)."""
+    from pathlib import Path
+
+    from fracrisk.data.cohort import read_table, resolve_image_path
+    from fracrisk.data.schema import DEFAULT_IMAGE_COLUMNS
+    from fracrisk.training.pretrain import (
+        load_unlabelled_images,
+        pretrain_backbone,
+        save_backbone_weights,
+    )
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out must name a .safetensors file, got {str(out)!r}")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{str(out)!r} exists; pass --overwrite to replace it")
+    manifest = Path(args.manifest)
+    df, _ = read_table(manifest)
+    column = args.image_column or DEFAULT_IMAGE_COLUMNS[args.kind]
+    if column not in df.columns:
+        raise ValueError(
+            f"image column {column!r} is not in {str(manifest)!r}; name it with --image-column "
+            f"(the table has: {', '.join(map(str, df.columns))})"
+        )
+    missing = df[column].isna()
+    if missing.any():
+        rows = df.index[missing].tolist()[:5]
+        raise ValueError(f"{int(missing.sum())} row(s) of {column!r} have no path: rows {rows}")
+    paths = [resolve_image_path(v, manifest.parent) for v in df[column]]
+    images, failures = load_unlabelled_images(
+        paths,
+        args.kind,
+        size=args.size,
+        cache_dir=args.cache,
+        on_error=args.on_error,
+        workers=args.workers,
+        progress=args.progress,
+    )
+    for position, path, reason in failures[:10]:
+        print(f"pretrain: left out row {df.index[position]!r} ({path}): {reason}", file=sys.stderr)
+    history: list[float] = []
+    backbone = pretrain_backbone(
+        images,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        seed=args.seed,
+        accelerator=args.accelerator,
+        progress=args.progress,
+        history=history,
+    )
+    save_backbone_weights(backbone, out, overwrite=args.overwrite)
+    n_images = images.shape[0] * images.shape[1]
+    losses = ", ".join(f"{v:.3f}" for v in history)
+    print(
+        f"pretrained {args.backbone} on {n_images} images ({images.shape[0]} of {len(df)} rows, "
+        f"{len(failures)} left out) for {args.epochs} epochs; contrastive loss per epoch: "
+        f"{losses}; weights: {out}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fracrisk`` command."""
     parser = argparse.ArgumentParser(prog="fracrisk", description="Survival-based fracture risk.")

@@ -15,7 +15,7 @@ import torch
 
 from fracrisk._cox_kernel import cox_nll_and_gradient
 
-__all__ = ["auxiliary_loss", "cox_partial_likelihood"]
+__all__ = ["auxiliary_loss", "cox_partial_likelihood", "nt_xent_loss"]
 
 _TIES = ("efron", "breslow")
 _REDUCTIONS = ("mean", "sum")
@@ -158,6 +158,43 @@ def auxiliary_loss(
     counts = observed.sum(dim=0)
     per_target = (residual**2).sum(dim=0) / counts.clamp(min=1)
     return (weight.to(per_target.dtype) * per_target).sum()
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    r"""Normalised temperature-scaled cross-entropy of paired views (SimCLR's contrastive loss).
+
+    For a batch of :math:`n` images seen twice, with projections :math:`z_i` and
+    :math:`z_{i+n}` of the two views of image :math:`i` (unit-normalised), similarity
+    :math:`s_{ab} = z_a^\top z_b / \tau` and :math:`p(a)` the other view of :math:`a`,
+
+    .. math::
+        L = \frac{1}{2n} \sum_{a=1}^{2n}
+            -\log \frac{\exp s_{a\,p(a)}}{\sum_{b \ne a} \exp s_{ab}}
+
+    (Chen et al., ICML 2020): each view must pick its partner out of the other
+    :math:`2n - 1` views of the batch. :math:`L \ge 0`; for random projections it is about
+    :math:`\log(2n - 1)`.
+
+    Parameters
+    ----------
+    z1, z2 : torch.Tensor, shape = (n, d)
+        Projections of the first and second view, rows paired; :math:`n \ge 2`.
+    temperature : float, default 0.2
+        :math:`\tau > 0`.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2 or len(z1) < 2:
+        raise ValueError(
+            f"z1 and z2 must both be (n, d) with n >= 2; got {tuple(z1.shape)} and "
+            f"{tuple(z2.shape)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    n = len(z1)
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]).float(), dim=1)
+    similarity = z @ z.T / temperature
+    similarity = similarity.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -1e9)
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return torch.nn.functional.cross_entropy(similarity, partner)
 
 
 def _check_inputs(log_hazard, time, event):

@@ -366,6 +366,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             options = {**_dataset_options(self.image_config_), **options}
             options.pop("covariates", None)  # the preprocessor names them
             options["preprocessor"] = self.preprocessor_
+            if self.preprocessor_ is None:
+                options["covariates"] = []  # trained on images alone
         if targets:
             options["targets"] = list(self.auxiliary)
         return ImageCohortDataset(data, kind, **options)
