@@ -25,14 +25,14 @@ captures, and the held-out R² of an image-estimated T-score against the DXA val
 
 Definitions
 -----------
-Every C is Harrell's C against fracture with death censored. For the cause-specific models
+``c`` is Harrell's C against fracture with death censored. For the cause-specific models
 the score is their log hazard; for the refitted absolute-risk models (FRAX-style refit,
 opportunistic FRAX) it is the log hazard of their fracture sub-model
-(``predict_fracture_log_hazard``), so that all rank the same quantity; the C of their
-10-year absolute risk is given beside (``c_of_absolute_risk``: it also ranks by
-mortality). The published FRAX-style calculator has only its 10-year probability. A
-competing-risks concordance (Wolbers) for the absolute risks comes with issue 12. Each
-table row says which risk type the model predicts.
+(``predict_fracture_log_hazard``), so that all rank the same quantity and the paired dC
+compare like with like. The published FRAX-style calculator has only its 10-year
+probability. Absolute-risk models are also ranked as absolute risks: ``c_wolbers`` is
+Wolbers' competing-risks C (:func:`fracrisk.metrics.wolbers_c`) of their 10-year absolute
+risk. Each table row says which risk type the model predicts.
 
 Every setting is fixed here before the run; nothing is chosen on the test set (the
 texture penalty and ridge penalties are chosen by cross-validation on the training rows).
@@ -66,7 +66,7 @@ from fracrisk import CoxPH, ImageSurvivalModel, OpportunisticFrax, TextureCox
 from fracrisk.baselines import FraxStyleCalculator, FraxStyleRefit
 from fracrisk.data import Cohort
 from fracrisk.data.schema import BINARY_RISK_FACTORS
-from fracrisk.metrics import harrell_c
+from fracrisk.metrics import harrell_c, wolbers_c
 from fracrisk.metrics.bootstrap import bootstrap, compare
 
 _T = "femoral_neck_t_score"
@@ -301,7 +301,7 @@ def run(args, log=print) -> dict:
     train, test = _cohorts(args, preset, log)
     time_, event = test.time, (test.event == 1).astype(int)
 
-    scores, risk_types, seconds, r2, absolute_c = {}, {}, {}, {}, {}
+    scores, risk_types, seconds, r2, absolute = {}, {}, {}, {}, {}
     models = _models(args, preset, train)
     ensemble = "view_ensemble" in ABLATIONS[preset["kind"]]
     if getattr(args, "models", None):
@@ -324,7 +324,7 @@ def run(args, log=print) -> dict:
         hazard = getattr(fitted, "predict_fracture_log_hazard", None)
         if hazard is not None:  # absolute-risk models: rank by their fracture hazard
             scores[name] = hazard(test).to_numpy(dtype=np.float64)
-            absolute_c[name] = harrell_c(time_, event, fitted.predict_score(test))
+            absolute[name] = np.asarray(fitted.predict_score(test), dtype=np.float64)
         else:
             scores[name] = np.asarray(fitted.predict_score(test), dtype=np.float64)
         risk_types[name] = fitted.risk_type
@@ -347,6 +347,8 @@ def run(args, log=print) -> dict:
             calculator = FraxStyleCalculator("UK")
             scores["frax_calculator"] = _WithoutDXA(calculator).predict_score(test)
             scores["frax_calculator_bmd"] = np.asarray(calculator.predict_score(test.df))
+            absolute["frax_calculator"] = scores["frax_calculator"]
+            absolute["frax_calculator_bmd"] = scores["frax_calculator_bmd"]
             risk_types["frax_calculator"] = risk_types["frax_calculator_bmd"] = "absolute"
 
     if ensemble:
@@ -370,8 +372,16 @@ def run(args, log=print) -> dict:
             "risk_type": risk_types[name],
             "share_of_gap": (ci.estimate - base) / (ceiling - base) if ceiling > base else None,
             "seconds": seconds.get(name),
-            "c_of_absolute_risk": absolute_c.get(name),
         }
+        if name in absolute:  # competing-risks concordance of the 10-year absolute risk
+            wolbers = bootstrap(
+                wolbers_c, time_, test.event, absolute[name], n=args.n_boot, seed=args.seed
+            )
+            entry.update(
+                c_wolbers=wolbers.estimate,
+                c_wolbers_low=wolbers.lower,
+                c_wolbers_high=wolbers.upper,
+            )
         entry.update(r2.get(name, {"t_score_r2": None}))
         results_models[name] = entry
     comparisons = []
@@ -443,7 +453,12 @@ def _rows(results: dict) -> list[list[str]]:
             row.append(
                 "-" if d is None else f"{d['delta']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})"
             )
-        row += [_fmt(m.get("c_of_absolute_risk")), _fmt(m["share_of_gap"], 2)]
+        wolbers = "-"
+        if m.get("c_wolbers") is not None:
+            wolbers = (
+                f"{_fmt(m['c_wolbers'])} ({_fmt(m['c_wolbers_low'])}-{_fmt(m['c_wolbers_high'])})"
+            )
+        row += [wolbers, _fmt(m["share_of_gap"], 2)]
         row += [_fmt(m.get("t_score_r2")), _fmt(m["seconds"], 0)]
         rows.append(row)
     return rows
@@ -456,7 +471,7 @@ _HEADER = [
     "dC vs frax_refit",
     "dC vs frax_refit_bmd",
     "dC vs cox_frax_bmd",
-    "C abs",
+    "Wolbers C, 10-y absolute risk (95% CI)",
     "share of gap",
     "T-score R2 (test)",
     "fit+score s",
@@ -472,10 +487,12 @@ def _preamble(results: dict) -> list[str]:
         f"(every true term, falls included) {results['oracle']:.3f}; clinical terms only "
         f"{results['ceilings']['clinical']:.3f}; clinical + BMD "
         f"{results['ceilings']['clinical_bmd']:.3f}",
-        "C is Harrell's C against fracture, death censored, of each model's hazard (refitted "
-        "absolute-risk models: their fracture sub-model's; the calculator: its 10-year "
-        "probability); C abs = Harrell's C of the 10-year absolute risk. Share of gap = "
-        "(C - C cox_frax_bmd) / (ceiling - C cox_frax_bmd). dC: paired bootstrap, 95% "
+        "Harrell C: against fracture, death censored, of each model's fracture hazard "
+        "(refitted absolute-risk models: their fracture sub-model's; the calculator: its 10-year "
+        "probability), so that every row ranks the same cause-specific quantity; dC and the "
+        "share of gap = (C - C cox_frax_bmd) / (ceiling - C cox_frax_bmd) use it. Absolute-risk "
+        "models are also ranked by Wolbers' competing-risks C of their 10-year absolute risk "
+        "(a fracture-free death counts as never fracturing). dC: paired bootstrap, 95% "
         "percentile CI.",
         f"machine: {results['machine']}",
         f"command: {results['command']}",

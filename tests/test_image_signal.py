@@ -69,6 +69,11 @@ def test_results_have_the_stable_form(run):
         assert model["risk_type"] in ("cause_specific", "absolute")
     assert results["models"]["opportunistic_frax"]["risk_type"] == "absolute"
     assert math.isfinite(results["models"]["opportunistic_frax"]["t_score_r2"])
+    for name, model in results["models"].items():  # absolute risks: a competing-risks C
+        absolute = model["risk_type"] == "absolute"
+        assert ("c_wolbers" in model) == absolute, name
+        if absolute:
+            assert model["c_wolbers_low"] <= model["c_wolbers"] <= model["c_wolbers_high"]
     pairs = {(c["model"], c["reference"]) for c in results["comparisons"]}
     assert ("texture_frax", "cox_frax_bmd") in pairs and ("cox_frax", "frax_refit") in pairs
     for c in results["comparisons"]:

@@ -461,3 +461,57 @@ def test_uno_without_censoring_is_harrell(data):
     assert uno_c(time, event, risk, train_time=time, train_event=event) == pytest.approx(
         expected, abs=1e-12
     )
+
+
+def _wolbers_by_pairs(time, event, risk, cause=1):
+    """Wolbers' C by looping over every pair (the definition, written out)."""
+    num = den = 0.0
+    for i in range(len(time)):
+        if event[i] != cause:
+            continue
+        for j in range(len(time)):
+            if i == j:
+                continue
+            later = time[j] > time[i] or (time[j] == time[i] and event[j] == 0)
+            competed = event[j] not in (0, cause) and time[j] <= time[i]
+            if later or competed:
+                den += 1
+                num += 1.0 if risk[i] > risk[j] else 0.5 if risk[i] == risk[j] else 0.0
+    return num / den
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_wolbers_c_counts_the_pairs_its_definition_names(seed):
+    from fracrisk.metrics import wolbers_c
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    time = rng.choice(np.arange(1.0, 15.0), n)  # ties in time
+    event = rng.choice([0, 1, 2], n, p=[0.4, 0.3, 0.3])
+    risk = rng.choice(np.arange(8.0), n)  # ties in risk
+    for cause in (1, 2):
+        assert wolbers_c(time, event, risk, cause=cause) == pytest.approx(
+            _wolbers_by_pairs(time, event, risk, cause)
+        )
+    # Without competing events it is Harrell's C.
+    plain = np.where(event == 2, 0, event)
+    assert wolbers_c(time, plain, risk) == pytest.approx(harrell_c(time, plain, risk))
+
+
+def test_wolbers_c_rewards_the_absolute_risk_where_death_competes():
+    """Death that comes early makes a high hazard a low absolute risk (simulated truth)."""
+    from fracrisk.metrics import wolbers_c
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    frailty = rng.normal(size=n)  # raises both hazards
+    t_fracture = rng.exponential(1 / (0.05 * np.exp(frailty)))
+    t_death = rng.exponential(1 / (0.05 * np.exp(2.5 * frailty)))
+    censor = rng.uniform(0, 10, n)
+    time = np.minimum.reduce([t_fracture, t_death, censor])
+    event = np.select([time == t_fracture, time == t_death], [1, 2], 0)
+    hazard = frailty  # the cause-specific log hazard of fracture
+    h1, h2 = 0.05 * np.exp(frailty), 0.05 * np.exp(2.5 * frailty)
+    absolute = h1 / (h1 + h2) * (1 - np.exp(-(h1 + h2) * 10))  # true 10-year incidence
+    assert wolbers_c(time, event, absolute) > wolbers_c(time, event, hazard) + 0.02
+    assert harrell_c(time, event, hazard) > harrell_c(time, event, absolute)

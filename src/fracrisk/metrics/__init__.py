@@ -17,7 +17,13 @@ from fracrisk.metrics.calibration import (
     calibration,
     d_calibration,
 )
-from fracrisk.metrics.concordance import antolini_c, concordance_counts, harrell_c, uno_c
+from fracrisk.metrics.concordance import (
+    antolini_c,
+    concordance_counts,
+    harrell_c,
+    uno_c,
+    wolbers_c,
+)
 from fracrisk.metrics.decision import net_benefit
 from fracrisk.metrics.reclassification import NRIResult, nri
 
@@ -41,4 +47,5 @@ __all__ = [
     "net_benefit",
     "nri",
     "uno_c",
+    "wolbers_c",
 ]

@@ -24,7 +24,7 @@ from fracrisk._checks import (
 )
 from fracrisk.metrics._ipcw import CensoringSurvival
 
-__all__ = ["antolini_c", "concordance_counts", "harrell_c", "uno_c"]
+__all__ = ["antolini_c", "concordance_counts", "harrell_c", "uno_c", "wolbers_c"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -168,6 +168,59 @@ def harrell_c(time, event, risk) -> float:
     """
     t, e, r = check_survival_inputs(time, event, risk)
     concordant, tied, comparable = concordance_counts(t, e, r)
+    return _ratio(concordant + 0.5 * tied, comparable)
+
+
+def wolbers_c(time, event, risk, *, cause: int = 1) -> float:
+    r"""Wolbers' concordance index for competing risks (cause ``cause``).
+
+    .. math::
+        C_W = \frac{\sum_{i \ne j} \mathbb{1}[\delta_i = k]\, A_{ij}
+            \big(\mathbb{1}[r_i > r_j] + \tfrac12 \mathbb{1}[r_i = r_j]\big)}
+            {\sum_{i \ne j} \mathbb{1}[\delta_i = k]\, A_{ij}}, \qquad
+        A_{ij} = \mathbb{1}[T_i < T_j] + \mathbb{1}[T_j \le T_i,\ \delta_j \notin \{0, k\}]
+
+    (Wolbers M, Koller MT, Witteman JCM, Steyerberg EW, Epidemiology 2009;20:555-561;
+    Wolbers et al., Biostatistics 2014;15:526-539, without censoring weights): patient *i*
+    with an event of cause *k* at :math:`T_i` is comparable with every patient known to be
+    free of cause *k* at :math:`T_i`: one still followed after it (a censoring at the same
+    time counts, as in :func:`harrell_c`), and one who had a **competing event** at any
+    time before or at :math:`T_i`, who can never have cause *k* (Harrell's C with death as
+    censoring drops these pairs). Computed as Harrell's C after moving every competing
+    event beyond the last follow-up, censored. The risk should be the absolute risk of
+    cause *k* (cumulative incidence at a horizon): a cause-specific hazard that ignores
+    death ranks the dying as high-risk and is penalised for it.
+
+    No peer library (scikit-survival, lifelines, pycox, torchsurv) computes it; it is
+    tested against a pair-by-pair count (``tests/metrics/test_concordance.py``).
+
+    Parameters
+    ----------
+    time : array-like, shape = (n_patients,)
+        Follow-up time in years.
+    event : array-like, shape = (n_patients,)
+        0 censored, 1 fracture, 2 competing death.
+    risk : array-like, shape = (n_patients,)
+        Absolute risk of cause ``cause`` (higher = higher risk).
+    cause : int, default 1
+        The event code of interest; every other non-zero code competes.
+
+    Returns
+    -------
+    float
+        :math:`C_W \in [0, 1]`.
+
+    Examples
+    --------
+    >>> wolbers_c([1.0, 2.0, 3.0, 4.0], [1, 2, 1, 0], [0.9, 0.5, 0.7, 0.1])
+    1.0
+    """
+    t, e, r = check_survival_inputs(time, event, risk)
+    if cause not in (1, 2):
+        raise ValueError(f"cause must be an event code, 1 or 2; got {cause!r}")
+    competing = (e != 0) & (e != cause)
+    moved = np.where(competing, t.max() + 1.0, t)
+    concordant, tied, comparable = concordance_counts(moved, (e == cause).astype(e.dtype), r)
     return _ratio(concordant + 0.5 * tied, comparable)
 
 
