@@ -739,3 +739,20 @@ def test_no_events_with_an_overflowed_log_hazard_is_still_zero():
     loss.backward()
     assert loss.item() == 0.0
     assert torch.equal(eta.grad, torch.zeros(3))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_time_is_refused_before_the_compiled_kernel(bad):
+    """It used to crash the process (the kernel's sort wrote out of bounds)."""
+    eta = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"'time' holds NaN or infinite values \(positions \[1\]\)"
+    ):
+        cox_partial_likelihood(eta, torch.tensor([1.0, bad, 3.0]), torch.tensor([1, 1, 0]))
+
+
+def test_boolean_times_are_not_years():
+    with pytest.raises(TypeError, match="numeric follow-up"):
+        cox_partial_likelihood(
+            torch.zeros(2, dtype=torch.float64), torch.tensor([True, False]), torch.tensor([1, 0])
+        )

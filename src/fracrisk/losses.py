@@ -220,6 +220,13 @@ def _check_inputs(log_hazard, time, event):
                 "Input 'event' must hold only 0 and 1 (for competing risks pass event == 1)"
             )
         event = event != 0
+    if time.dtype == torch.bool or time.is_complex():
+        raise TypeError(f"Input 'time' must be numeric follow-up in years, got {time.dtype}")
+    # Checked before any compiled kernel sees them (a NaN time once sorted out of bounds).
+    bad_time = ~torch.isfinite(time.double())
+    if bool(bad_time.any()):
+        rows = torch.nonzero(bad_time).flatten()[:5].tolist()
+        raise ValueError(f"Input 'time' holds NaN or infinite values (positions {rows})")
     return log_hazard, time, event
 
 
