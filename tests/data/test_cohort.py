@@ -550,3 +550,20 @@ def test_manifest_paths_go_through_a_symlinked_directory(tmp_path):
     cohort = _with_images(tmp_path, [str(real / "images" / f"{i}.png") for i in range(6)])
     raw, _ = read_table(cohort.save(link / "cohort.parquet"))
     assert raw["ct_path"].iloc[0] == "images/0.png"
+
+
+def test_hostile_tables_get_fracrisk_errors_not_raw_tracebacks(tmp_path):
+    """Issue 14: duplicate columns, boolean times and non-UTF-8 CSVs."""
+    from fracrisk.data.cohort import read_table
+    from fracrisk.exceptions import CohortValidationError
+
+    good = pd.DataFrame({"time": [1.0, 2.0], "event": [1, 0], "age": [60, 70]})
+    twice = pd.concat([good, good[["age"]]], axis=1)
+    with pytest.raises(CohortValidationError, match="'age'.*appears more than once"):
+        Cohort(twice)
+    with pytest.raises(CohortValidationError, match="True/False, not years"):
+        Cohort(good.assign(time=[True, False]))
+    path = tmp_path / "export.csv"
+    path.write_bytes("time,event,städte\n1.0,1,Zürich\n".encode("utf-16"))
+    with pytest.raises(ValueError, match="not UTF-8 text.*encoding="):
+        read_table(path)

@@ -587,7 +587,14 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]
     if suffix == ".csv":
         sidecar = path.with_name(path.name + ".cohort.json")
         if not sidecar.exists():
-            return pd.read_csv(path, float_precision="round_trip"), None
+            try:
+                return pd.read_csv(path, float_precision="round_trip"), None
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it "
+                    "as UTF-8 (e.g. Excel: CSV UTF-8), or read it with pandas.read_csv(path, "
+                    "encoding='latin-1' or 'utf-16') and pass the DataFrame"
+                ) from err
         meta = json.loads(sidecar.read_text())
         index_names = meta.get("index", [None])
         dtypes = meta.get("dtypes", {})

@@ -120,6 +120,13 @@ def _check_category(df, spec: ColumnSpec, id_col, problems, *, allow_nan: bool) 
 
 
 def _check_time(df, column, id_col, problems, *, allow_nan: bool) -> None:
+    if pd.api.types.is_bool_dtype(df[column]):
+        problems.append(
+            ValidationProblem(
+                column, (), "follow-up time is True/False, not years; give the time in years"
+            )
+        )
+        return
     values = _numeric_view(df, column, id_col, problems)
     if values is None:
         return
@@ -206,6 +213,14 @@ def find_problems(
     """
     problems: list[ValidationProblem] = []
     allow = set(allow_missing)
+    if df.columns.has_duplicates:
+        repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        return [
+            ValidationProblem(
+                c, (), "the column name appears more than once; rename or drop the copies"
+            )
+            for c in repeated
+        ]
     required = [time_col, event_col, *([id_col] if id_col else []), *covariates, *image_cols]
     absent = [c for c in dict.fromkeys(required) if c not in df.columns]
     for column in absent:
