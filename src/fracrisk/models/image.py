@@ -163,10 +163,10 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         auxiliary heads on the dense targets alone (early stopping on ``val_aux_loss``);
         stage 2 is a ridge-penalised Cox model (:class:`~fracrisk.CoxPH`) on the
         preprocessed covariates (``cov_<name>``) plus the stage-1 predictions
-        (``image_<target>``), fitted on
-        every training patient; its log hazard is the model's. With few events a Cox
-        head learns little from an image embedding; a handful of supervised image
-        measurements (the T-score, a deformity grade) it can use.
+        (``image_<target>``), fitted on every training patient; its log hazard is the
+        model's. With few events a Cox head learns little from an image embedding; a
+        handful of supervised image measurements (the T-score, a deformity grade) it can
+        use.
     stage_two_penalizer : float or "cv", default "cv"
         Ridge penalty of stage 2; ``"cv"`` chooses from
         :data:`~fracrisk.models.coxph.PENALTY_GRID` by 5-fold cross-validated partial
