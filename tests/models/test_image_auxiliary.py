@@ -88,7 +88,10 @@ def test_the_auxiliary_head_learns_the_t_score_and_survives_save_and_load(cohort
     with pytest.warns(Warning):
         cohort = Cohort(train, missing="impute")
     settings = {**FAST, "max_epochs": 25, "patience": 25}
-    model = ImageSurvivalModel("multiview_drr", auxiliary={T: 5.0}, **settings).fit(cohort)
+    model = ImageSurvivalModel(
+        "multiview_drr", auxiliary={T: 5.0}, training="end_to_end", **settings
+    ).fit(cohort)
+    assert model.training_ == "end_to_end"
     predicted = model.predict_auxiliary(test)
     assert list(predicted.columns) == [T] and len(predicted) == len(test)
     r = np.corrcoef(predicted[T].to_numpy(), test[T].to_numpy())[0, 1]
@@ -112,9 +115,8 @@ def test_two_stage_training_fits_a_cox_stage_on_the_image_estimated_t_score(coho
     with pytest.warns(Warning):
         cohort = Cohort(train, missing="impute")
     settings = {**FAST, "max_epochs": 25, "patience": 25}
-    model = ImageSurvivalModel(
-        "multiview_drr", auxiliary={T: 1.0}, training="two_stage", **settings
-    ).fit(cohort)
+    model = ImageSurvivalModel("multiview_drr", auxiliary={T: 1.0}, **settings).fit(cohort)
+    assert model.training_ == "two_stage"  # the default with dense targets
     assert model.cox_.covariates_ == ["cov_age", f"image_{T}"]
     assert model.stage_two_penalizer_ in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
     r2 = model.auxiliary_r2_[T]

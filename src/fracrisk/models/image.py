@@ -157,9 +157,14 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         (missing ones are masked), is added to the Cox loss with its weight
         (:func:`fracrisk.losses.auxiliary_loss`). Predictions: :meth:`predict_auxiliary`.
         None (default): the Cox loss alone.
-    training : {"end_to_end", "two_stage"}, default "end_to_end"
+    training : {"auto", "end_to_end", "two_stage"}, default "auto"
         ``"end_to_end"``: the network is trained on the Cox loss (plus the auxiliary
-        losses). ``"two_stage"`` (needs ``auxiliary``): stage 1 trains the encoder and its
+        losses). ``"auto"``: ``"two_stage"`` when ``auxiliary`` names dense targets, else
+        ``"end_to_end"`` (on ``benchmarks/image_signal.py``, kong2022 at 3,000 patients,
+        the two-stage CNN reached Harrell C 0.715 against 0.685 for Cox with DXA BMD,
+        where end-to-end training with and without an auxiliary loss had reached
+        0.687-0.695; ``benchmarks/RESULTS.md``). ``"two_stage"`` (needs ``auxiliary``):
+        stage 1 trains the encoder and its
         auxiliary heads on the dense targets alone (early stopping on ``val_aux_loss``);
         stage 2 is a ridge-penalised Cox model (:class:`~fracrisk.CoxPH`) on the
         preprocessed covariates (``cov_<name>``) plus the stage-1 predictions
@@ -200,6 +205,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         The training images' options (kind, item shape, views, geometry, window, patch
         options), checked at prediction.
     history_ : TrainingHistory
+    training_ : str
+        ``"end_to_end"`` or ``"two_stage"``: how it was trained.
     cox_ : CoxPH
         Stage 2 of a two-stage model.
     auxiliary_r2_ : dict
@@ -229,7 +236,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         "head_kwargs": [None, InstanceOf(dict)],
         "covariate_dropout": [Interval(float, 0, 1, closed="left")],
         "auxiliary": [None, InstanceOf(dict)],
-        "training": [Options("end_to_end", "two_stage")],
+        "training": [Options("auto", "end_to_end", "two_stage")],
         "stage_two_penalizer": [Options("cv"), Interval(float, 0, None)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
     }
@@ -245,7 +252,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
         auxiliary: dict | None = None,
-        training: str = "end_to_end",
+        training: str = "auto",
         stage_two_penalizer: float | str = "cv",
         learning_rate: float = 3e-4,
         weight_decay: float = 1e-4,
@@ -445,6 +452,9 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         from fracrisk.training import fit_cox_network
 
         self._validate_params()
+        self.training_ = self.training
+        if self.training == "auto":
+            self.training_ = "two_stage" if self.auxiliary else "end_to_end"
         data = self._make_dataset(data, training=True)
         if list(data.target_names) != list(self.auxiliary or {}):
             raise ValueError(
@@ -485,12 +495,12 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 resume=resume,
                 callbacks=callbacks,
                 auxiliary_weights=weights,
-                survival_weight=0.0 if self.training == "two_stage" else 1.0,
+                survival_weight=0.0 if self.training_ == "two_stage" else 1.0,
             )
         self.history_, self.fit_rank_ = result.history, result.global_rank
         self.network_ = network.eval()
         plain = _without_augmentation(data, targets=False)
-        if self.training == "two_stage":
+        if self.training_ == "two_stage":
             eta, time, event = self._fit_stage_two(plain, data, train_rows)
         else:
             eta, time, event = self._predict(plain)
@@ -583,7 +593,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         dataset's own transform.
         """
         dataset = self._prediction_dataset(data)
-        if self.training == "two_stage":
+        if self.training_ == "two_stage":
             eta = self.cox_.predict_log_hazard(self._stage_two_table(dataset)).to_numpy()
         else:
             eta, _, _ = self._predict(dataset)
@@ -691,7 +701,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         """
         from fracrisk.explain import grad_cam, mean_feature_maps
 
-        if self.training == "two_stage":
+        if self.training_ == "two_stage":
             raise ValueError(
                 "grad_cam explains the network's own log hazard; a two-stage model's hazard "
                 "comes from its Cox stage on the predicted targets (see cox_.summary_)"
@@ -742,7 +752,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             "preprocessor": None if self.preprocessor_ is None else self.preprocessor_.to_dict(),
             "n_train": self.n_train_,
         }
-        if self.training == "two_stage":
+        state["training"] = self.training_
+        if self.training_ == "two_stage":
             cox_state, cox_tensors = self.cox_._state()
             tensors.update({f"cox.{k}": v for k, v in cox_tensors.items()})
             state["stage_two"] = {
@@ -771,7 +782,9 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         model.network_ = network.eval()
         model.baseline_hazard_ = _baseline_from_tensors(tensors)
         model.n_train_ = state["n_train"]
-        if model.training == "two_stage":
+        # Models saved before two-stage training existed were trained end to end.
+        model.training_ = state.get("training", "end_to_end")
+        if model.training_ == "two_stage":
             from fracrisk.models.coxph import CoxPH
 
             stage = state["stage_two"]
