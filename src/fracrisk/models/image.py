@@ -161,9 +161,10 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         ``"end_to_end"``: the network is trained on the Cox loss (plus the auxiliary
         losses). ``"auto"``: ``"two_stage"`` when ``auxiliary`` names dense targets, else
         ``"end_to_end"`` (on ``benchmarks/image_signal.py``, kong2022 at 3,000 patients,
-        the two-stage CNN reached Harrell C 0.715 against 0.685 for Cox with DXA BMD,
-        where end-to-end training with and without an auxiliary loss had reached
-        0.687-0.695; ``benchmarks/RESULTS.md``). ``"two_stage"`` (needs ``auxiliary``):
+        the two-stage CNN reached Harrell C 0.715 against 0.685 for Cox with DXA BMD; a
+        small CNN trained end to end on that design, with and without an auxiliary loss,
+        had reached 0.687-0.695 when issue 11 was filed; ``benchmarks/RESULTS.md``).
+        ``"two_stage"`` (needs ``auxiliary``):
         stage 1 trains the encoder and its
         auxiliary heads on the dense targets alone (early stopping on ``val_aux_loss``);
         stage 2 is a ridge-penalised Cox model (:class:`~fracrisk.CoxPH`) on the
