@@ -268,6 +268,7 @@ class _WithoutColumns:
 
     def __init__(self, model, columns: tuple[str, ...]) -> None:
         self.model, self.columns = model, list(columns)
+        self.risk_label = model.risk_label
 
     def _table(self, data: Cohort) -> pd.DataFrame:
         return data.df.drop(columns=[c for c in self.columns if c in data.df.columns])

@@ -83,6 +83,7 @@ def test_quick_reproduction_writes_report_with_finite_c(tmp_path, study, sizes):
         risks = {row["model"]: row["risk"] for row in rows}
         assert risks["images + clinical"] == risks["CoxPH clinical"]  # cause-specific both
         assert risks["images + clinical"] != risks["oracle (true log hazard)"]
+        assert risks["FRAX-style calculator (no BMD)"] == risks["FRAX-style calculator (BMD)"]
     report = (out / "report.md").read_text()
     assert "published test C" in report and "independent" in report
     predictions = pd.read_csv(out / "predictions_independent.csv", index_col=0)
