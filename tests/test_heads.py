@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fracrisk.heads import CoxLinearHead, DeepSurvHead, create_head, list_heads
+from fracrisk.heads import CoxLinearHead, DeepSurvHead, create_head, head_class, list_heads
+
+CUTS = [0.0, 1.0, 2.5, 5.0]
+SHAPES = {"cox": (16, 1), "cause_specific": (16, 2), "discrete": (16, 2, len(CUTS))}
 
 
 @pytest.mark.parametrize("name", list_heads())
 def test_every_head_forward_and_backward(name):
     torch.manual_seed(0)
-    head = create_head(name, 7)
+    objective = head_class(name).objective
+    head = create_head(name, 7, **({"cuts": CUTS} if objective == "discrete" else {}))
     x = torch.randn(16, 7)
     out = head(x)
-    assert out.shape == (16, 1)
+    assert out.shape == SHAPES[objective]
     assert torch.isfinite(out).all()
     if name == "cox_linear":  # zero-initialised: the null model
         assert torch.equal(out, torch.zeros_like(out))
@@ -25,10 +29,17 @@ def test_every_head_forward_and_backward(name):
 
 
 def test_registry_lists_and_rejects():
-    assert list_heads() == ["cox_linear", "deepsurv"]
-    assert list_heads("deep*") == ["deepsurv"]
+    assert list_heads() == [
+        "cause_specific",
+        "cox_linear",
+        "deephit",
+        "deepsurv",
+        "logistic_hazard",
+        "pmf",
+    ]
+    assert list_heads("deep*") == ["deephit", "deepsurv"]
     assert isinstance(create_head("cox_linear", 3), CoxLinearHead)
-    with pytest.raises(ValueError, match="registered heads: cox_linear, deepsurv"):
+    with pytest.raises(ValueError, match="registered heads: cause_specific, cox_linear"):
         create_head("resnet", 3)
 
 

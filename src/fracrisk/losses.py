@@ -15,7 +15,14 @@ import torch
 
 from fracrisk._cox_kernel import cox_nll_and_gradient
 
-__all__ = ["auxiliary_loss", "cox_partial_likelihood", "nt_xent_loss"]
+__all__ = [
+    "auxiliary_loss",
+    "cox_partial_likelihood",
+    "deephit_loss",
+    "logistic_hazard_loss",
+    "nt_xent_loss",
+    "pmf_loss",
+]
 
 _TIES = ("efron", "breslow")
 _REDUCTIONS = ("mean", "sum")
@@ -195,6 +202,154 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -
     similarity = similarity.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -1e9)
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return torch.nn.functional.cross_entropy(similarity, partner)
+
+
+def _check_discrete(phi: torch.Tensor, index: torch.Tensor, event: torch.Tensor):
+    """Phi as float (n, K, m + 1), index and event as long (n,), checked against each other."""
+    if not isinstance(phi, torch.Tensor) or not phi.is_floating_point():
+        raise TypeError("Input 'phi' must be a floating-point torch.Tensor")
+    if phi.dim() == 2:
+        phi = phi.unsqueeze(1)
+    if phi.dim() != 3:
+        raise ValueError(f"Input 'phi' must be (n, m + 1) or (n, K, m + 1), got {tuple(phi.shape)}")
+    n, n_causes, n_cuts = phi.shape
+    index = torch.as_tensor(index, device=phi.device).long().reshape(-1)
+    event = torch.as_tensor(event, device=phi.device).long().reshape(-1)
+    if index.shape != (n,) or event.shape != (n,):
+        raise ValueError(
+            f"Inputs 'index' {tuple(index.shape)} and 'event' {tuple(event.shape)} must have "
+            f"shape ({n},) like 'phi'"
+        )
+    if n and (int(index.min()) < 0 or int(index.max()) >= n_cuts):
+        raise ValueError(f"Input 'index' must lie in 0..{n_cuts - 1} (the grid's cuts)")
+    if n and (int(event.min()) < 0 or int(event.max()) > n_causes):
+        raise ValueError(f"Input 'event' must hold codes 0..{n_causes} (0 = censored)")
+    if not bool(torch.isfinite(phi).all()):
+        raise ValueError("Input 'phi' holds NaN or infinite values")
+    return phi.float(), index, event
+
+
+def logistic_hazard_loss(
+    phi: torch.Tensor, index: torch.Tensor, event: torch.Tensor, *, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Negative log-likelihood of the discrete-time competing-risks hazard (multinomial logit).
+
+    On the grid :math:`	au_0 < \dots < 	au_m` (:mod:`fracrisk.discrete_time`), the hazard
+    of cause :math:`c = 1..K` in interval :math:`k` given survival to its start is
+
+    .. math::
+        h_{ck} = rac{e^{\phi_{ck}}}{1 + \sum_{c'} e^{\phi_{c'k}}}, \qquad
+        s_k = 1 - \sum_c h_{ck} = rac{1}{1 + \sum_{c'} e^{\phi_{c'k}}},
+
+    and a patient with grid index :math:`\kappa_i` and code :math:`\delta_i` contributes
+
+    .. math::
+        -\log L_i = -\sum_{k < \kappa_i} \log s_k
+            - egin{cases} \log h_{\delta_i \kappa_i} & \delta_i \ge 1 \
+                            \log s_{\kappa_i} & \delta_i = 0 \end{cases}
+
+    (Tutz & Schmid 2016, ch. 8; Lee, Zame, Yoon & van der Schaar 2018 use the PMF form).
+    With one cause it is pycox's ``nll_logistic_hazard`` (Kvamme & Borgan 2021), which the
+    tests hold it to. The cumulative incidence is
+    :math:`F_c(	au_k) = \sum_{j \le k} h_{cj} \prod_{l < j} s_l`.
+
+    Parameters
+    ----------
+    phi : torch.Tensor, shape = (n, K, m + 1) or (n, m + 1) for one cause
+        Logits :math:`\phi_{ck}`.
+    index, event : torch.Tensor, shape = (n,)
+        Grid index :math:`\kappa_i` and event code (0 censored, 1..K the cause), e.g. from
+        :func:`fracrisk.discrete_time.discretise`.
+    reduction : {"mean", "sum"}, default "mean"
+        Mean or sum over patients.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    phi, index, event = _check_discrete(phi, index, event)
+    n, n_causes, n_cuts = phi.shape
+    zero = torch.zeros((n, 1, n_cuts), dtype=phi.dtype, device=phi.device)
+    log_p = torch.log_softmax(torch.cat([zero, phi], dim=1), dim=1)  # (n, K + 1, m + 1)
+    log_survive = log_p[:, 0, :]
+    rows = torch.arange(n, device=phi.device)
+    before = torch.cumsum(log_survive, dim=1) - log_survive  # sum over k < kappa
+    loss = -(before[rows, index] + log_p[rows, event, index])
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
+def pmf_loss(
+    phi: torch.Tensor, index: torch.Tensor, event: torch.Tensor, *, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Negative log-likelihood of the competing-risks PMF (DeepHit's likelihood term).
+
+    The joint probabilities of cause :math:`c` in interval :math:`k` are a softmax over all
+    :math:`K(m + 1)` cells and one more, "no event by :math:`	au_m`":
+    :math:`p_{ck} = e^{\phi_{ck}} / (1 + \sum_{c'k'} e^{\phi_{c'k'}})`. An event contributes
+    :math:`-\log p_{\delta_i \kappa_i}`, a censored patient
+    :math:`-\logig(1 - \sum_c F_c(	au_{\kappa_i})ig)` with
+    :math:`F_c(	au_k) = \sum_{j \le k} p_{cj}` (Lee et al. 2018, :math:`L_1`).
+    Computed by pycox's ``nll_pmf_cr``.
+
+    Parameters
+    ----------
+    phi : torch.Tensor, shape = (n, K, m + 1) or (n, m + 1)
+    index, event : torch.Tensor, shape = (n,)
+        As in :func:`logistic_hazard_loss`.
+    reduction : {"mean", "sum"}, default "mean"
+    """
+    from pycox.models.loss import nll_pmf_cr
+
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    phi, index, event = _check_discrete(phi, index, event)
+    return nll_pmf_cr(phi, index, event, reduction=reduction)
+
+
+def deephit_loss(
+    phi: torch.Tensor,
+    index: torch.Tensor,
+    event: torch.Tensor,
+    *,
+    alpha: float = 0.2,
+    sigma: float = 0.1,
+) -> torch.Tensor:
+    r"""DeepHit's loss for competing risks: :math:`lpha L_1 + (1 - lpha) L_2`.
+
+    :math:`L_1` is :func:`pmf_loss`. :math:`L_2` is the ranking loss: for each cause
+    :math:`c` and each pair where :math:`i` has event :math:`c` at :math:`\kappa_i` and
+    :math:`j` is still event-free then (:math:`\kappa_j > \kappa_i`, or equal and
+    :math:`j` censored), :math:`\exp\{-(F_c(	au_{\kappa_i} \mid x_i) -
+    F_c(	au_{\kappa_i} \mid x_j))/\sigma\}`, averaged over the batch (Lee et al. 2018,
+    with pycox's weighting: ``alpha`` on the likelihood, as in pycox's ``DeepHit``).
+    Computed by pycox's ``nll_pmf_cr``, ``rank_loss_deephit_cr`` and ``pair_rank_mat``;
+    the ranking term is over the batch, so it is a mini-batch estimate.
+
+    Parameters
+    ----------
+    phi : torch.Tensor, shape = (n, K, m + 1)
+    index, event : torch.Tensor, shape = (n,)
+    alpha : float, default 0.2
+        Weight of the likelihood, in [0, 1] (pycox's default).
+    sigma : float, default 0.1
+        Scale of the ranking term, > 0 (pycox's default).
+
+    References
+    ----------
+    Lee C, Zame WR, Yoon J, van der Schaar M (2018) DeepHit: a deep learning approach to
+    survival analysis with competing risks. AAAI 32.
+    """
+    from pycox.models.data import pair_rank_mat
+    from pycox.models.loss import nll_pmf_cr, rank_loss_deephit_cr
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    phi, index, event = _check_discrete(phi, index, event)
+    rank = pair_rank_mat(index.cpu().numpy(), event.cpu().numpy())
+    rank = torch.from_numpy(rank).to(phi.device)
+    nll = nll_pmf_cr(phi, index, event)
+    ranking = rank_loss_deephit_cr(phi, index, event, rank, sigma)
+    return alpha * nll + (1.0 - alpha) * ranking
 
 
 def _check_inputs(log_hazard, time, event):

@@ -236,3 +236,55 @@ def test_bad_input(override, error, match):
     kwargs.update(override)
     with pytest.raises(error, match=match):
         cumulative_dynamic_auc(**kwargs)
+
+
+# ---------------------------------------------------------------- competing risks (Blanche)
+def test_competing_auc_by_hand_without_censoring():
+    from fracrisk.metrics import competing_risks_auc
+
+    # at t = 2: cases {0 (r=.9), 1 (r=.3)}; competing death {2 (r=.8)}; event-free {3 (.5), 4 (.1)}
+    time = np.array([1.0, 2.0, 1.5, 5.0, 6.0])
+    event = np.array([1, 1, 2, 0, 0])
+    risk = np.array([0.9, 0.3, 0.8, 0.5, 0.1])
+    auc1 = competing_risks_auc(time, event, risk, [2.0], definition=1)
+    auc2 = competing_risks_auc(time, event, risk, [2.0], definition=2)
+    # definition 1: pairs (0,3) (0,4) (1,3) (1,4): 1 + 1 + 0 + 1 of 4
+    assert auc1[0] == pytest.approx(3 / 4)
+    # definition 2 adds control 2: (0,2) concordant, (1,2) not: 4 of 6
+    assert auc2[0] == pytest.approx(4 / 6)
+
+
+def test_competing_auc_without_competing_events_is_the_cumulative_dynamic_auc():
+    from fracrisk.metrics import competing_risks_auc
+
+    rng = np.random.default_rng(3)
+    n = 400
+    risk = rng.normal(size=n)
+    t_event = rng.exponential(np.exp(-risk))
+    t_cens = rng.exponential(1.5, size=n)
+    time = np.minimum(t_event, t_cens)
+    event = (t_event <= t_cens).astype(int)
+    times = np.quantile(time, [0.2, 0.5, 0.7])
+    expected, _ = cumulative_dynamic_auc(time, event, risk, times)
+    for definition in (1, 2):
+        got = competing_risks_auc(time, event, risk, times, definition=definition)
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_competing_auc_weights_censoring_by_ipcw():
+    """With independent censoring the IPCW estimate stays near the uncensored truth."""
+    from fracrisk.metrics import competing_risks_auc
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    risk = rng.normal(size=n)
+    t1 = rng.exponential(np.exp(-risk))
+    t2 = rng.exponential(1.0, size=n)
+    t = np.minimum(t1, t2)
+    cause = np.where(t1 <= t2, 1, 2)
+    full = competing_risks_auc(t, cause, risk, [0.5])[0]
+    c = rng.exponential(2.0, size=n)
+    censored = competing_risks_auc(np.minimum(t, c), np.where(t <= c, cause, 0), risk, [0.5])[0]
+    assert abs(censored - full) < 0.015
+    with pytest.raises(ValueError, match="definition"):
+        competing_risks_auc(t, cause, risk, [0.5], definition=3)

@@ -247,3 +247,51 @@ def test_bad_input(metric, override, match):
 def test_integrated_needs_two_times():
     with pytest.raises(ValueError, match="at least two times"):
         integrated_brier_score(_OK["time"], _OK["event"], np.array(_OK["surv"])[:, :1], [1.5])
+
+
+# ---------------------------------------------------------------- competing risks
+def test_incidence_brier_by_hand_without_censoring():
+    from fracrisk.metrics import cumulative_incidence_brier_score
+
+    time = np.array([1.0, 2.0, 3.0, 4.0])
+    event = np.array([1, 2, 0, 1])
+    f = np.array([[0.5], [0.2], [0.1], [0.4]])
+    # at t = 2.5: outcomes 1, 0 (death), 0 (event-free: T = 3 > 2.5), 0; no weight below 1
+    got = cumulative_incidence_brier_score(time, event, f, [2.5])
+    assert got[0] == pytest.approx(np.mean([(1 - 0.5) ** 2, 0.2**2, 0.1**2, 0.4**2]))
+
+
+def test_incidence_brier_without_competing_events_is_the_brier_score():
+    from fracrisk.metrics import cumulative_incidence_brier_score
+
+    rng = np.random.default_rng(2)
+    n = 300
+    time = rng.exponential(1.0, size=n)
+    event = rng.integers(0, 2, size=n)
+    times = np.quantile(time, [0.25, 0.5])
+    surv = rng.uniform(0.2, 1.0, size=(n, 2))
+    np.testing.assert_allclose(
+        cumulative_incidence_brier_score(time, event, 1 - surv, times),
+        brier_score(time, event, surv, times),
+    )
+
+
+def test_incidence_brier_prefers_the_true_incidence_to_the_cause_specific_risk():
+    """Simulated: exponential fracture and death hazards; the truth beats 1 - exp(-H_F)."""
+    from fracrisk.metrics import cumulative_incidence_brier_score
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    lam_f = np.exp(rng.normal(-1.0, 0.5, size=n))
+    lam_d = 0.6
+    t1, t2 = rng.exponential(1 / lam_f), rng.exponential(1 / lam_d, size=n)
+    t = np.minimum(t1, t2)
+    cause = np.where(t1 <= t2, 1, 2)
+    c = rng.exponential(4.0, size=n)
+    time, event = np.minimum(t, c), np.where(t <= c, cause, 0)
+    h = 2.0
+    true_cif = lam_f / (lam_f + lam_d) * (1 - np.exp(-(lam_f + lam_d) * h))
+    cause_specific = 1 - np.exp(-lam_f * h)
+    truth = cumulative_incidence_brier_score(time, event, true_cif[:, None], [h])[0]
+    naive = cumulative_incidence_brier_score(time, event, cause_specific[:, None], [h])[0]
+    assert truth < naive

@@ -8,9 +8,13 @@ library shares each definition is in ``docs/metrics.md``.
 """
 
 from fracrisk.exceptions import NoComparablePairsError
-from fracrisk.metrics.auc import cumulative_dynamic_auc
+from fracrisk.metrics.auc import competing_risks_auc, cumulative_dynamic_auc
 from fracrisk.metrics.bootstrap import BootstrapResult, ComparisonResult, bootstrap, compare
-from fracrisk.metrics.brier import brier_score, integrated_brier_score
+from fracrisk.metrics.brier import (
+    brier_score,
+    cumulative_incidence_brier_score,
+    integrated_brier_score,
+)
 from fracrisk.metrics.calibration import (
     CalibrationResult,
     DCalibrationResult,
@@ -39,8 +43,10 @@ __all__ = [
     "brier_score",
     "calibration",
     "compare",
+    "competing_risks_auc",
     "concordance_counts",
     "cumulative_dynamic_auc",
+    "cumulative_incidence_brier_score",
     "d_calibration",
     "harrell_c",
     "integrated_brier_score",

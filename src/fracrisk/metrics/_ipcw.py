@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CensoringSurvival"]
+__all__ = ["CensoringSurvival", "censoring_only"]
 
 
 class CensoringSurvival:
@@ -87,3 +87,19 @@ class CensoringSurvival:
             )
         weights[where] = 1.0 / g
         return weights
+
+
+def censoring_only(time, event, train_time=None, train_event=None) -> CensoringSurvival:
+    r""":math:`\hat G` for competing-risks metrics: only code 0 is censoring.
+
+    A competing event (code 2) ends follow-up by an event, not by censoring, so it does not
+    count in :math:`\hat G` (unlike the cause-specific metrics, where death censors).
+    """
+    from fracrisk._checks import check_train
+
+    if (train_time is None) != (train_event is None):
+        raise ValueError("pass both train_time and train_event, or neither")
+    if train_time is None:
+        return CensoringSurvival(np.asarray(time, dtype=np.float64), np.asarray(event) == 0)
+    tt, te = check_train(train_time, train_event)
+    return CensoringSurvival(tt, te == 0)

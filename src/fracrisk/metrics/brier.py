@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from fracrisk._checks import check_survival_inputs, check_times, check_within_follow_up
+from fracrisk.metrics._ipcw import censoring_only
 from fracrisk.metrics.concordance import _censoring
 
-__all__ = ["brier_score", "integrated_brier_score"]
+__all__ = ["brier_score", "cumulative_incidence_brier_score", "integrated_brier_score"]
 
 
 def _check_surv(surv, n: int, n_times: int) -> np.ndarray:
@@ -97,3 +98,59 @@ def integrated_brier_score(time, event, surv, times, *, train_time=None, train_e
     scores = brier_score(time, event, surv, grid, train_time=train_time, train_event=train_event)
     area = np.sum((scores[1:] + scores[:-1]) / 2 * np.diff(grid))
     return float(area / (grid[-1] - grid[0]))
+
+
+def cumulative_incidence_brier_score(
+    time, event, incidence, times, *, cause: int = 1, train_time=None, train_event=None
+) -> np.ndarray:
+    r"""Brier score of a predicted cumulative incidence, with IPCW (competing risks).
+
+    .. math::
+        BS_c(t) = \frac1n \sum_{i=1}^n \hat W_i(t)
+            \big(\mathbb{1}[T_i \le t, \delta_i = c] - \hat F_{c,i}(t)\big)^2,
+        \qquad \hat W_i(t) = \frac{\mathbb{1}[T_i \le t, \delta_i \ne 0]}{\hat G(T_i)}
+            + \frac{\mathbb{1}[T_i > t]}{\hat G(t)},
+
+    with :math:`\hat G` the reverse Kaplan-Meier of censoring alone (a competing event is
+    not censoring): a patient with a competing event by :math:`t` is a known
+    non-case, weighted like a case. This is the score of Schoop, Beyersmann, Schumacher
+    & Binder (2011) and of R's riskRegression/pec with ``cause=``. Without competing
+    events it is :func:`brier_score` of :math:`S = 1 - F`. No Python peer computes it.
+
+    Parameters
+    ----------
+    time, event : array-like, shape = (n_patients,)
+        Follow-up in years and event code (0 censored, 1, 2).
+    incidence : array-like, shape = (n_patients, n_times)
+        Predicted :math:`\hat F_{c,i}(t_k)` in [0, 1].
+    times : array-like, shape = (n_times,)
+        Strictly increasing times in ``[min(time), max(time))``.
+    cause : {1, 2}, default 1
+    train_time, train_event : array-like, optional
+        Outcomes for :math:`\hat G`; default: the data evaluated.
+
+    Returns
+    -------
+    ndarray, shape = (n_times,)
+        :math:`BS_c(t_k)`; lower is better.
+
+    References
+    ----------
+    Schoop R, Beyersmann J, Schumacher M, Binder H (2011) Quantifying the predictive
+    accuracy of time-to-event models in the presence of competing risks. Biom J 53:88-112.
+    """
+    if isinstance(cause, bool) or cause not in (1, 2):
+        raise ValueError(f"cause must be 1 or 2, got {cause!r}")
+    grid = check_times(times)
+    t, e, _ = check_survival_inputs(time, event, np.zeros(len(np.asarray(time))))
+    f = _check_surv(incidence, len(t), len(grid))
+    check_within_follow_up(grid, t)
+    censoring = censoring_only(t, e, train_time, train_event)
+    g_t = censoring.inverse_weights(grid, np.ones(len(grid), dtype=bool), name="time")
+    scores = np.empty(len(grid))
+    for k, tk in enumerate(grid):
+        observed = (e != 0) & (t <= tk)
+        weight = censoring.inverse_weights(t, observed, name="event time") + (t > tk) * g_t[k]
+        outcome = (observed & (e == cause)).astype(np.float64)
+        scores[k] = np.mean(weight * (outcome - f[:, k]) ** 2)
+    return scores

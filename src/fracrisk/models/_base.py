@@ -7,6 +7,7 @@ import inspect
 import json
 import os
 import platform
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -18,10 +19,11 @@ from torch import nn
 
 from fracrisk._io import staged_output_dir
 from fracrisk._params import validate_params
-from fracrisk.baseline_hazard import BreslowBaselineHazard
+from fracrisk.baseline_hazard import BreslowBaselineHazard, cumulative_incidence
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
-from fracrisk.exceptions import NotFittedError
-from fracrisk.heads import create_head
+from fracrisk.discrete_time import fit_time_grid, interpolate_incidence
+from fracrisk.exceptions import DataWarning, NotFittedError
+from fracrisk.heads import create_head, head_class
 from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = [
@@ -166,6 +168,32 @@ class SurvivalModel:
         risk.attrs["risk_type"] = self.risk_type
         return risk
 
+    def predict_cumulative_incidence(
+        self, data, times: Sequence[float] | np.ndarray | None = None, *, cause: int = 1
+    ) -> pd.DataFrame:
+        r"""Cumulative incidence :math:`F_c(t \mid x) = P(T \le t, \text{cause} = c \mid x)`.
+
+        The absolute risk of ``cause`` (1 fracture, 2 death) by each time, the other
+        cause competing; patients x times (years). Only for models whose
+        :attr:`risk_type` is ``"absolute"``: a cause-specific model's :math:`1 - S(t)`
+        is the risk in a world without death, not a cumulative incidence, and asking
+        it for one is an error that says so.
+        """
+        if cause not in (1, 2):
+            raise ValueError(f"cause must be 1 (fracture) or 2 (death), got {cause!r}")
+        if self.risk_type != "absolute":
+            raise ValueError(
+                f"this {type(self).__name__} models the cause-specific hazard of fracture "
+                "(death censored); its 1 - S(t) is not a cumulative incidence. Use a model "
+                "with death competing, e.g. DeepSurv(head='cause_specific')"
+            )
+        if cause == 2:
+            raise ValueError(f"this {type(self).__name__} does not model death (cause 2)")
+        surv = self.predict_survival(data, times)
+        out = 1.0 - surv
+        out.attrs["risk_type"] = "absolute"
+        return out
+
     def _survival_frame(self, values: np.ndarray, index: pd.Index, times) -> pd.DataFrame:
         """Patients x times frame labelled with the risk type."""
         frame = pd.DataFrame(
@@ -296,34 +324,154 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def _baseline_tensors(baseline: BreslowBaselineHazard) -> dict[str, torch.Tensor]:
+def _baseline_tensors(
+    baseline: BreslowBaselineHazard, prefix: str = "baseline_hazard"
+) -> dict[str, torch.Tensor]:
     return {
-        f"baseline_hazard.{key}": torch.from_numpy(np.ascontiguousarray(value))
+        f"{prefix}.{key}": torch.from_numpy(np.ascontiguousarray(value))
         for key, value in baseline.state_arrays().items()
     }
 
 
-def _baseline_from_tensors(tensors: dict[str, torch.Tensor]) -> BreslowBaselineHazard:
+def _baseline_from_tensors(
+    tensors: dict[str, torch.Tensor], prefix: str = "baseline_hazard"
+) -> BreslowBaselineHazard:
     return BreslowBaselineHazard.from_state_arrays(
-        {k: v.numpy() for k, v in _prefixed(tensors, "baseline_hazard").items()}
+        {k: v.numpy() for k, v in _prefixed(tensors, prefix).items()}
     )
 
 
-class SurvivalEstimator(SurvivalModel):
-    """Base class of Cox-type estimators on tabular covariates.
+class HeadRiskType:
+    """``risk_type`` of a model that follows its head: the head class's, by the head's name.
 
-    An estimator is a network from features to a log hazard ratio, the preprocessing
-    fitted with it, and a Breslow baseline hazard for absolute curves. Death is
-    censoring, so its risk is cause-specific.
+    Read on the class it is ``"cause_specific"`` (the default head's); read on an instance
+    it is the risk type of the head named by ``instance._head_name``.
+    """
+
+    def __get__(self, instance, owner) -> str:
+        if instance is None:
+            return "cause_specific"
+        try:
+            return head_class(instance._head_name).risk_type
+        except ValueError:  # an unknown head: fit() will say so
+            return "cause_specific"
+
+
+class OutputCurves:
+    r"""Survival curves from a fitted head's outputs, by its objective.
+
+    * ``"cox"``: :math:`S(t) = \exp(-H_0(t) e^{\eta})` (Breslow), death censored;
+    * ``"cause_specific"``: the cumulative incidences of the Cox pair, with Breslow
+      baselines for fracture and death (:func:`~fracrisk.baseline_hazard.cumulative_incidence`);
+    * ``"discrete"``: the head's cumulative incidences on its grid, interpolated
+      (:func:`~fracrisk.discrete_time.interpolate_incidence`).
+
+    Shared by the tabular and the image models, so that both give the same curves from
+    the same outputs.
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        self.objective = getattr(head, "objective", "cox")
+        self.head = head
+
+    def fit(self, output: np.ndarray, time: np.ndarray, event: np.ndarray) -> OutputCurves:
+        """Fit the Breslow baselines a Cox objective needs (nothing for a discrete head)."""
+        if self.objective == "cox":
+            self.baseline_hazard_ = BreslowBaselineHazard().fit(output.reshape(-1), time, event)
+        elif self.objective == "cause_specific":
+            self.baseline_hazard_ = BreslowBaselineHazard().fit(output[:, 0], time, event)
+            died = np.where(np.asarray(event) == 2, 1, 0)
+            self.death_baseline_hazard_ = BreslowBaselineHazard().fit(output[:, 1], time, died)
+        return self
+
+    @property
+    def max_time(self) -> float:
+        """Longest time the curves are estimated to (years); held flat after it."""
+        if self.objective == "discrete":
+            return float(self.head.cuts[-1])
+        return float(self.baseline_hazard_.max_time_)
+
+    def incidence(self, output: np.ndarray, times: np.ndarray, cause: int = 1) -> np.ndarray:
+        r""":math:`F_c(t \mid x)` (absolute objectives only), shape (n, n_times)."""
+        times = np.asarray(times, dtype=np.float64)
+        if self.objective == "cause_specific":
+            self._warn_beyond(times)
+            pair = (self.baseline_hazard_, self.death_baseline_hazard_)
+            eta = (output[:, 0], output[:, 1])
+            k = cause - 1
+            return cumulative_incidence(pair[k], pair[1 - k], eta[k], eta[1 - k], times)
+        if self.objective == "discrete":
+            self._warn_beyond(times)
+            with torch.no_grad():
+                phi = torch.as_tensor(output, dtype=torch.float32)
+                at_cuts = self.head.incidence_at_cuts(phi)[:, cause - 1, :].double().numpy()
+            return interpolate_incidence(at_cuts, self.head.cuts.cpu().numpy(), times)
+        raise ValueError("a Cox head gives the cause-specific hazard, not a cumulative incidence")
+
+    def survival(self, output: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """One minus the model's fracture risk by each time, shape (n, n_times)."""
+        if self.objective == "cox":
+            return self.baseline_hazard_.survival(output.reshape(-1), times)
+        return 1.0 - self.incidence(output, times, cause=1)
+
+    def score(self, output: np.ndarray) -> np.ndarray:
+        """Fracture ranking score: the log hazard (Cox heads), or the head's risk score."""
+        if self.objective == "discrete":
+            with torch.no_grad():
+                phi = torch.as_tensor(output, dtype=torch.float32)
+                return self.head.risk_score(phi).double().numpy()
+        return output[:, 0] if output.ndim == 2 else output
+
+    def _warn_beyond(self, times: np.ndarray) -> None:
+        if np.any(times > self.max_time):
+            warnings.warn(
+                f"times beyond the longest training follow-up ({self.max_time:.3g} years) "
+                "are extrapolated flat",
+                DataWarning,
+                stacklevel=4,
+            )
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The baselines as named tensors, for ``save``."""
+        out: dict[str, torch.Tensor] = {}
+        if self.objective in ("cox", "cause_specific"):
+            out.update(_baseline_tensors(self.baseline_hazard_))
+        if self.objective == "cause_specific":
+            out.update(_baseline_tensors(self.death_baseline_hazard_, "death_baseline_hazard"))
+        return out
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> OutputCurves:
+        """Set the baselines saved by :meth:`tensors`."""
+        if self.objective in ("cox", "cause_specific"):
+            self.baseline_hazard_ = _baseline_from_tensors(tensors)
+        if self.objective == "cause_specific":
+            self.death_baseline_hazard_ = _baseline_from_tensors(tensors, "death_baseline_hazard")
+        return self
+
+
+class SurvivalEstimator(SurvivalModel):
+    """Base class of neural and Cox estimators on tabular covariates.
+
+    An estimator is a head (:mod:`fracrisk.heads`) from features to the parameters of a
+    survival model, the preprocessing fitted with it, and what turns the head's outputs
+    into curves (:class:`OutputCurves`): a Breslow baseline hazard for a Cox head (death
+    censored: a cause-specific risk), a Breslow baseline per cause for the cause-specific
+    pair, or the head's own time grid for the discrete-time heads (death competing: an
+    absolute risk). :attr:`risk_type` follows the head.
 
     Subclasses implement ``_fit_network(network, x, time, event, cohort, **fit_options)``
-    (returning the trained network) and set ``_head_name`` (and ``_head_kwargs``).
+    (returning the trained network) and set ``_head_name`` (and ``_head_kwargs``); a
+    discrete-time head's grid has ``_n_intervals()`` intervals.
     """
 
     _head_name: ClassVar[str] = ""
+    risk_type = HeadRiskType()
 
     def _head_kwargs(self) -> dict:
         return {}
+
+    def _n_intervals(self) -> int:
+        return 20
 
     # ------------------------------------------------------------- fitting
     def fit(
@@ -338,7 +486,8 @@ class SurvivalEstimator(SurvivalModel):
         ----------
         data : Cohort or pandas.DataFrame
             Training patients. Event code 1 is the event of interest; code 2 (death) is
-            treated as censoring, giving the cause-specific hazard of fracture.
+            censoring for a Cox head (the cause-specific hazard of fracture) and the
+            competing event for the heads that give absolute risk.
         covariates : sequence of str, optional
             Columns to use; by default the canonical clinical columns present in the data
             plus the cohort's named extra covariates.
@@ -366,18 +515,29 @@ class SurvivalEstimator(SurvivalModel):
         preprocessor = TabularPreprocessor(columns).fit(cohort.df)
         x = preprocessor.transform(cohort.df)
         self.preprocessor_ = preprocessor
+        kwargs = self._head_kwargs()
+        if head_class(self._head_name).objective == "discrete":
+            grid = fit_time_grid(cohort.time, cohort.event, self._n_intervals())
+            kwargs["cuts"] = grid.tolist()
         with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG is untouched
             torch.manual_seed(getattr(self, "seed", 0))
-            network = create_head(self._head_name, x.shape[1], **self._head_kwargs())
+            network = create_head(self._head_name, x.shape[1], **kwargs)
             network = self._fit_network(
                 network, x, cohort.time, cohort.event, cohort, **fit_options
             )
+        self.head_kwargs_ = kwargs
         self.covariates_ = columns
         self.network_ = network.cpu().eval()
-        eta = self._log_hazard_array(x)
-        self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, cohort.time, cohort.event)
+        self._set_curves(
+            OutputCurves(self.network_).fit(self._output_array(x), cohort.time, cohort.event)
+        )
         self.n_train_ = len(cohort)
         return self
+
+    def _set_curves(self, curves: OutputCurves) -> None:
+        self.curves_ = curves
+        if hasattr(curves, "baseline_hazard_"):
+            self.baseline_hazard_ = curves.baseline_hazard_  # the fracture baseline
 
     def _fit_network(
         self,
@@ -396,7 +556,8 @@ class SurvivalEstimator(SurvivalModel):
         df, index = table_and_ids(data)
         return self.preprocessor_.transform(df), index
 
-    def _log_hazard_array(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    def _output_array(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """The head's outputs: (n,) for a Cox head, (n, ...) otherwise."""
         param = next(self.network_.parameters())
         out = []
         with torch.no_grad():
@@ -404,26 +565,54 @@ class SurvivalEstimator(SurvivalModel):
                 chunk = torch.as_tensor(
                     x[start : start + batch_size], dtype=param.dtype, device=param.device
                 )
-                out.append(self.network_(chunk).reshape(-1).double().cpu().numpy())
-        return np.concatenate(out) if out else np.empty(0)
+                value = self.network_(chunk).double().cpu()
+                if value.dim() == 2 and value.shape[1] == 1:
+                    value = value.reshape(-1)
+                out.append(value.numpy())
+        if out:
+            return np.concatenate(out)
+        return np.empty(
+            (0, *self.network_(torch.zeros(1, x.shape[1], dtype=param.dtype)).shape[1:])
+        )
+
+    def _log_hazard_array(self, x: np.ndarray) -> np.ndarray:
+        output = self._output_array(x)
+        objective = getattr(self.network_, "objective", "cox")
+        if objective == "discrete":
+            raise ValueError(
+                f"head={self._head_name!r} is a discrete-time model and has no log hazard "
+                "ratio; use predict_cumulative_incidence, predict_risk or predict_score"
+            )
+        return output[:, 0] if objective == "cause_specific" else output
 
     def predict_log_hazard(self, data: Cohort | pd.DataFrame) -> pd.Series:
-        """Log hazard ratio per patient (higher = higher risk), relative to the baseline.
+        """Log hazard ratio of fracture per patient (higher = higher risk), vs the baseline.
 
         The baseline is a patient with the average training features (0 after
-        standardisation).
+        standardisation). For the cause-specific pair it is the fracture hazard's; the
+        discrete-time heads have none.
         """
         x, index = self._design(data)
         return pd.Series(self._log_hazard_array(x), index=index, name="log_hazard")
 
     def predict_score(self, data: Cohort | pd.DataFrame) -> np.ndarray:
-        """Ranking score for concordance metrics (higher = higher risk): the log hazard."""
-        return self.predict_log_hazard(data).to_numpy()
+        """Ranking score for concordance metrics (higher = higher risk).
+
+        The log hazard ratio of fracture for the Cox heads (the pair included); the
+        cumulative incidence of fracture by the last cut of the grid for the
+        discrete-time heads.
+        """
+        x, _ = self._design(data)
+        return self.curves_.score(self._output_array(x))
 
     def predict_survival(
         self, data: Cohort | pd.DataFrame, times: Sequence[float] | np.ndarray | None = None
     ) -> pd.DataFrame:
-        r"""Survival from fracture :math:`S(t \mid x) = \exp(-H_0(t)\, e^{\eta(x)})`.
+        r"""One minus the risk of fracture by each time: :math:`1 - F(t \mid x)`.
+
+        For a Cox head, :math:`S(t \mid x) = \exp(-H_0(t)\, e^{\eta(x)})`, death
+        censored (cause-specific); for the heads with death competing, one minus the
+        cumulative incidence of fracture (absolute; ``attrs["risk_type"]`` says which).
 
         Parameters
         ----------
@@ -437,17 +626,37 @@ class SurvivalEstimator(SurvivalModel):
         -------
         pandas.DataFrame
             Rows are patients (by id), columns are the times; values in [0, 1] and
-            non-increasing along each row. Competing death is treated as censoring, so
-            this is the cause-specific survival (``attrs["risk_type"]``).
+            non-increasing along each row.
         """
         x, index = self._design(data)
         times = self._default_times() if times is None else np.asarray(times, dtype=np.float64)
-        surv = self.baseline_hazard_.survival(self._log_hazard_array(x), times)
+        surv = self.curves_.survival(self._output_array(x), times)
         return self._survival_frame(surv, index, times)
 
+    def predict_cumulative_incidence(
+        self, data, times: Sequence[float] | np.ndarray | None = None, *, cause: int = 1
+    ) -> pd.DataFrame:
+        r"""Cumulative incidence of ``cause`` (1 fracture, 2 death), the other competing.
+
+        :math:`F_c(t \mid x) = P(T \le t, \text{cause} = c \mid x)`, patients x times
+        (years); for the heads that give absolute risk (``cause_specific``, ``deephit``,
+        ``pmf``, ``logistic_hazard``). A Cox head is refused (see
+        :meth:`SurvivalModel.predict_cumulative_incidence`).
+        """
+        if cause not in (1, 2):
+            raise ValueError(f"cause must be 1 (fracture) or 2 (death), got {cause!r}")
+        if self.risk_type != "absolute":
+            return super().predict_cumulative_incidence(data, times, cause=cause)
+        x, index = self._design(data)
+        times = self._default_times() if times is None else np.asarray(times, dtype=np.float64)
+        values = self.curves_.incidence(self._output_array(x), times, cause=cause)
+        frame = self._survival_frame(values, index, times)
+        frame.attrs["cause"] = cause
+        return frame
+
     def _default_times(self) -> np.ndarray:
-        years = np.arange(1.0, np.floor(self.baseline_hazard_.max_time_) + 1.0)
-        return years if years.size else np.array([self.baseline_hazard_.max_time_])
+        years = np.arange(1.0, np.floor(self.curves_.max_time) + 1.0)
+        return years if years.size else np.array([self.curves_.max_time])
 
     # ------------------------------------------------------------- persistence
     def _extra_state(self) -> dict:
@@ -461,12 +670,12 @@ class SurvivalEstimator(SurvivalModel):
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
-        tensors.update(_baseline_tensors(self.baseline_hazard_))
+        tensors.update(self.curves_.tensors())
         state = {
             "head": {
                 "name": self._head_name,
                 "in_features": len(self.preprocessor_.feature_names_),
-                "kwargs": self._head_kwargs(),
+                "kwargs": getattr(self, "head_kwargs_", self._head_kwargs()),
                 "dtype": str(next(self.network_.parameters()).dtype).removeprefix("torch."),
             },
             "covariates": self.covariates_,
@@ -490,7 +699,8 @@ class SurvivalEstimator(SurvivalModel):
         head = head.to(getattr(torch, dtype))
         head.load_state_dict(_prefixed(tensors, "network"))
         model.network_ = head.eval()
-        model.baseline_hazard_ = _baseline_from_tensors(tensors)
+        model.head_kwargs_ = state["head"]["kwargs"]
+        model._set_curves(OutputCurves(model.network_).load(tensors))
         model.preprocessor_ = TabularPreprocessor.from_dict(state["preprocessor"])
         model.covariates_ = state["covariates"]
         model.n_train_ = state["n_train"]

@@ -1,4 +1,4 @@
-"""DeepSurv: a Cox model whose log hazard ratio is a multilayer perceptron."""
+"""DeepSurv: a neural survival model on tabular covariates, with a Cox or an absolute-risk head."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from fracrisk._params import Interval, Options, SequenceOf
+from fracrisk._params import InstanceOf, Interval, Options, SequenceOf
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.splits import split_cohort
 from fracrisk.heads import _ACTIVATIONS, _NORMS
 from fracrisk.models._base import SurvivalEstimator
 from fracrisk.training.config import TRAINING_CONSTRAINTS, TrainingConfig
 
-__all__ = ["DeepSurv"]
+__all__ = ["HEADS", "DeepSurv"]
+
+#: The heads a DeepSurv (and an image model) can have, by name.
+HEADS = ("deepsurv", "cause_specific", "deephit", "pmf", "logistic_hazard", "cox_linear")
 
 
 class DeepSurv(SurvivalEstimator, name="deepsurv"):
@@ -26,10 +29,31 @@ class DeepSurv(SurvivalEstimator, name="deepsurv"):
     mini-batch Cox partial likelihood (exact Efron ties by default). A stratified part of
     the training data is held out for early stopping; the best epoch's weights are kept.
     The baseline hazard is Breslow's estimator on the whole training data, so the model
-    gives absolute survival curves, not only a ranking.
+    gives survival curves, not only a ranking. Death censors: the risk is cause-specific.
+
+    With another ``head`` the same network gives the **absolute** risk of fracture, death
+    competing (``risk_type == "absolute"``, :meth:`predict_cumulative_incidence`):
+
+    * ``"cause_specific"``: a fracture and a death Cox head on one trunk, each with its
+      Breslow baseline, combined into the cumulative incidence;
+    * ``"deephit"``: DeepHit for competing risks (pycox's loss);
+    * ``"pmf"``: the competing-risks PMF likelihood alone (DeepHit without ranking);
+    * ``"logistic_hazard"``: discrete-time cause-specific hazards (a multinomial logit per
+      interval).
+
+    The discrete-time heads predict on a grid of ``n_intervals`` intervals cut at
+    quantiles of the training event times (:func:`fracrisk.discrete_time.fit_time_grid`),
+    stored with the model.
 
     Parameters
     ----------
+    head : {"deepsurv", "cause_specific", "deephit", "pmf", "logistic_hazard", "cox_linear"}, \
+default "deepsurv"
+        The survival model the network parameterises (:mod:`fracrisk.heads`).
+    n_intervals : int, default 20
+        Intervals of the time grid of the discrete-time heads (unused by the Cox heads).
+    head_kwargs : dict, optional
+        Further options of the head, e.g. ``{"alpha": 0.5, "sigma": 0.1}`` for DeepHit.
     hidden : sequence of int, default (32, 32)
         Hidden layer widths.
     dropout : float, default 0.1
@@ -93,11 +117,15 @@ class DeepSurv(SurvivalEstimator, name="deepsurv"):
     >>> model = DeepSurv(hidden=(8,), max_epochs=3, seed=0).fit(clinical_cohort(300, seed=0))
     >>> model.risk_type
     'cause_specific'
+    >>> DeepSurv(head="cause_specific").risk_type
+    'absolute'
     """
 
-    _head_name = "deepsurv"
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
+        "head": [Options(*HEADS)],
+        "n_intervals": [Interval(int, 1, None)],
+        "head_kwargs": [InstanceOf(dict), None],
         "hidden": [SequenceOf(Interval(int, 1, None), min_len=1)],
         "dropout": [Interval(float, 0, 1, closed="left")],
         "norm": [Options(*_NORMS)],
@@ -108,6 +136,9 @@ class DeepSurv(SurvivalEstimator, name="deepsurv"):
     def __init__(
         self,
         *,
+        head: str = "deepsurv",
+        n_intervals: int = 20,
+        head_kwargs: dict | None = None,
         hidden: Sequence[int] = (32, 32),
         dropout: float = 0.1,
         norm: str = "batch",
@@ -132,6 +163,7 @@ class DeepSurv(SurvivalEstimator, name="deepsurv"):
         seed: int = 0,
         progress: bool = False,
     ) -> None:
+        self.head, self.n_intervals, self.head_kwargs = head, n_intervals, head_kwargs
         self.hidden, self.dropout, self.norm, self.activation = hidden, dropout, norm, activation
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
@@ -146,12 +178,22 @@ class DeepSurv(SurvivalEstimator, name="deepsurv"):
     def _test_params(cls) -> dict:
         return {"hidden": (8,), "max_epochs": 3, "batch_size": 64, "accelerator": "cpu"}
 
+    @property
+    def _head_name(self) -> str:
+        return self.head
+
+    def _n_intervals(self) -> int:
+        return int(self.n_intervals)
+
     def _head_kwargs(self) -> dict:
+        if self.head == "cox_linear":
+            return dict(self.head_kwargs or {})
         return {
             "hidden": [int(h) for h in self.hidden],
             "dropout": float(self.dropout),
             "norm": self.norm,
             "activation": self.activation,
+            **dict(self.head_kwargs or {}),
         }
 
     def fit(

@@ -1,4 +1,4 @@
-"""Train a Cox network with PyTorch Lightning; stream its predictions.
+"""Train a survival network with PyTorch Lightning; stream its predictions.
 
 :func:`fit_cox_network` builds a Lightning ``Trainer`` from a
 :class:`~fracrisk.training.TrainingConfig` (accelerator, devices, strategy, nodes,
@@ -286,7 +286,10 @@ def fit_cox_network(
     auxiliary_weights: Sequence[float] | None = None,
     survival_weight: float = 1.0,
 ) -> FitResult:
-    """Train ``network`` on the mini-batch Cox partial likelihood with Lightning.
+    """Train ``network`` on its head's survival loss with Lightning (Cox's by default).
+
+    The loss follows the head's ``objective`` (:class:`CoxLightningModule`): the mini-batch
+    Cox partial likelihood, the cause-specific pair's two, or a discrete-time head's own.
 
     Parameters
     ----------
@@ -347,10 +350,12 @@ def predict_batches(
     device: str | torch.device = "auto",
     precision: str | None = None,
 ) -> Iterator[tuple]:
-    """Yield ``(log_hazard, time, event)`` numpy arrays batch by batch, in eval mode.
+    """Yield ``(output, time, event)`` numpy arrays batch by batch, in eval mode.
 
     Each batch is ``(*inputs, time, event)`` and the network is called as
-    ``module(*inputs)``. bf16 autocast on CUDA unless ``precision`` is ``"32-true"``.
+    ``module(*inputs)``. The output is the log hazard, shape (batch,), for a Cox head, and
+    the head's outputs as they are otherwise (e.g. (batch, 2) for the cause-specific pair).
+    bf16 autocast on CUDA unless ``precision`` is ``"32-true"``.
 
     Only three numbers per patient leave the loop, so a DataLoader of images can be
     streamed into :class:`~fracrisk.baseline_hazard.BreslowBaselineHazard` or into metrics.
@@ -365,9 +370,11 @@ def predict_batches(
         for batch in batches:
             inputs, time, event = split_batch(batch)
             with autocast:
-                eta = module(*_to_device(inputs, device))
+                eta = module(*_to_device(inputs, device)).float()
+            if eta.dim() == 2 and eta.shape[1] == 1:
+                eta = eta.reshape(-1)
             yield (
-                eta.float().reshape(-1).cpu().numpy().astype(np.float64),
+                eta.cpu().numpy().astype(np.float64),
                 np.asarray(time, dtype=np.float64),
                 np.asarray(event),
             )

@@ -1,7 +1,10 @@
-"""The Lightning module of Cox training: the maths of one step, nothing about devices.
+"""The Lightning module of survival training: the maths of one step, nothing about devices.
 
 A batch is ``(*inputs, time, event)``; the network is called as ``network(*inputs)`` and
-returns the log hazard ratio, shape (batch,) or (batch, 1). So ``(features, time,
+returns what its head's ``objective`` says (:mod:`fracrisk.heads`): the log hazard ratio,
+shape (batch,) or (batch, 1), for a Cox head; two log hazard ratios (fracture, death) for
+the cause-specific pair; logits on a time grid for the discrete-time heads, whose
+``loss`` the module calls. So ``(features, time,
 event)`` trains a tabular head and ``(images, covariates, time, event)`` a
 :class:`~fracrisk.encoders.FusionSurvivalNet`. With dense targets (``auxiliary_weights``)
 a batch is ``(*inputs, targets, time, event)`` and the loss adds
@@ -41,13 +44,33 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-class CoxLightningModule(pl.LightningModule):
-    """Minimises the mini-batch Cox partial likelihood of ``network``.
+def survival_objective(network: nn.Module) -> tuple[str, nn.Module]:
+    """The objective of ``network``'s head (``"cox"`` unless the head says otherwise), and the head.
 
-    Training loss: :func:`~fracrisk.training.global_cox_loss`, over the global batch of
-    a distributed run. Validation: the exact Cox loss over the whole validation set at
-    once (per event) as ``val_loss``, and Uno's C as ``val_uno_c``; each rank evaluates
-    the whole validation set, so both are the same on every rank.
+    A network with a ``head`` attribute (e.g. :class:`~fracrisk.encoders.FusionSurvivalNet`)
+    is judged by it; otherwise the network is the head.
+    """
+    head = getattr(network, "head", network)
+    return getattr(head, "objective", "cox"), head
+
+
+class CoxLightningModule(pl.LightningModule):
+    """Minimises the survival loss of ``network``: Cox's, or its head's own.
+
+    Training loss, by the head's objective:
+
+    * ``"cox"``: :func:`~fracrisk.training.global_cox_loss` (per event, over the global
+      batch of a distributed run);
+    * ``"cause_specific"``: the fracture and the death Cox losses of the global batch,
+      summed and divided by the events of both causes (the joint partial likelihood);
+    * ``"discrete"``: the head's ``loss`` (pycox's losses), a mean per patient on each
+      rank, which DDP's gradient averaging makes the global mean.
+
+    Validation: the same loss over the whole validation set at once (exact risk sets) as
+    ``val_loss``, and Uno's C of the fracture score (log hazard, or the head's
+    ``risk_score``) as ``val_uno_c``; each rank evaluates the whole validation set, so
+    both are the same on every rank. The batches' ``event`` holds the codes 0, 1
+    (fracture) and 2 (death); Cox heads treat 2 as censoring.
 
     Parameters
     ----------
@@ -89,6 +112,7 @@ class CoxLightningModule(pl.LightningModule):
             if auxiliary_weights is None
             else torch.as_tensor(list(auxiliary_weights), dtype=torch.float32)
         )
+        self.objective, self._head = survival_objective(network)
         self._val_aux: list[float] = []
         self._val_parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._train_sum = 0.0
@@ -124,11 +148,52 @@ class CoxLightningModule(pl.LightningModule):
         weight = self.auxiliary_weights.to(predicted.device)
         return eta, auxiliary_loss(predicted, targets.to(predicted.dtype), scale, weight)
 
+    def survival_loss(
+        self, output: torch.Tensor, time: torch.Tensor, event: torch.Tensor, *, exact: bool = False
+    ) -> tuple[torch.Tensor, int]:
+        """The objective's loss and what it is averaged over (events, or patients).
+
+        ``exact=True`` computes the Cox losses on this process's tensors alone (the whole
+        validation set), not over the global batch.
+        """
+        ties = self.config.ties
+        if self.objective == "discrete":
+            return self._head.loss(output, time, event), int(len(time))
+
+        def cox(eta, code):
+            if exact:
+                is_event = code == 1
+                total = cox_partial_likelihood(
+                    eta.reshape(-1).double(), time.double(), is_event, ties=ties, reduction="sum"
+                )
+                n = int(is_event.sum())
+                return total / max(n, 1), n
+            return global_cox_loss(eta, time, code, ties=ties)
+
+        if self.objective == "cause_specific":
+            if output.dim() != 2 or output.shape[1] != 2:
+                raise ValueError(
+                    f"a cause-specific head returns (batch, 2), got {tuple(output.shape)}"
+                )
+            fracture, n_f = cox(output[:, 0], (event == 1).long())
+            death, n_d = cox(output[:, 1], (event == 2).long())
+            n = n_f + n_d
+            return (fracture * max(n_f, 1) + death * max(n_d, 1)) / max(n, 1), n
+        return cox(output, (event == 1).long())
+
+    def _score(self, output: torch.Tensor) -> torch.Tensor:
+        """Fracture ranking score of the outputs (log hazard or the head's risk score)."""
+        if self.objective == "discrete":
+            return self._head.risk_score(output)
+        if self.objective == "cause_specific":
+            return output[:, 0]
+        return output.reshape(-1)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Weighted Cox loss per event of one global batch, plus the auxiliary loss (if any)."""
+        """Weighted survival loss of one global batch, plus the auxiliary loss (if any)."""
         inputs, time, event = split_batch(batch)
         eta, extra = self._forward(inputs)
-        loss, n_events = global_cox_loss(eta, time, event, ties=self.config.ties)
+        loss, n_events = self.survival_loss(eta, time, event)
         self._train_sum += float(loss.detach()) * max(n_events, 1)
         self._train_events += n_events
         if self.survival_weight != 1.0:
@@ -139,7 +204,7 @@ class CoxLightningModule(pl.LightningModule):
         return loss
 
     def epoch_train_loss(self) -> float:
-        """Mean training loss per event over the epoch so far (every global batch)."""
+        """Mean training loss per event (per patient for discrete heads) over the epoch so far."""
         return self._train_sum / max(self._train_events, 1)
 
     def on_train_epoch_end(self) -> None:
@@ -156,13 +221,15 @@ class CoxLightningModule(pl.LightningModule):
         """Collect the log hazards; the metrics need the whole validation set at once."""
         inputs, time, event = split_batch(batch)
         eta, extra = self._forward(inputs)
-        eta = eta.float().reshape(-1)
+        eta = eta.float()
+        if self.objective == "cox":
+            eta = eta.reshape(-1)
         if extra is not None:
             self._val_aux.append(float(extra))
         self._val_parts.append((eta.detach().cpu().double(), time.cpu(), event.cpu()))
 
     def on_validation_epoch_end(self) -> None:
-        """``val_loss`` (exact Cox loss per event) and ``val_uno_c`` on all validation patients."""
+        """``val_loss`` (the exact loss) and ``val_uno_c`` on all validation patients."""
         from fracrisk.metrics import uno_c
 
         if not self._val_parts:
@@ -172,9 +239,14 @@ class CoxLightningModule(pl.LightningModule):
         event = torch.cat([p[2] for p in self._val_parts])
         is_event = event == 1
         if bool(is_event.any()) and torch.isfinite(eta).all():
-            loss = float(cox_partial_likelihood(eta, time, is_event, ties=self.config.ties))
+            # Cox losses on the CPU, as always; a discrete head's grid lives with the network.
+            device = self._head.cuts.device if self.objective == "discrete" else "cpu"
+            with torch.no_grad():
+                out, t, e = eta.to(device), time.to(device), event.to(device)
+                loss = float(self.survival_loss(out, t, e, exact=True)[0])
+                score = self._score(out).double().cpu().numpy()
             try:
-                c = float(uno_c(time.numpy(), is_event.numpy().astype(int), eta.numpy()))
+                c = float(uno_c(time.numpy(), is_event.numpy().astype(int), score))
             except ValueError:  # no comparable pair
                 c = math.nan
         else:
