@@ -34,12 +34,16 @@ def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
         "FRAX-style refit",
         "CoxPH",
         "DeepSurv",
+        "DeepSurv (death competing)",
         "truth (oracle)",
     ]
     for row in run["metrics"]:
         harrell = float(row["Harrell C (95% CI)"].split()[0])
         assert 0.6 < harrell < 0.9, row
     assert 0.8 < run["calibration"]["CoxPH"]["O/E"] < 1.25
+    # the absolute-risk head predicts less than the death-censored one (death competes)
+    absolute = run["calibration"]["DeepSurv (death competing)"]["O/E"]
+    assert absolute > run["calibration"]["DeepSurv"]["O/E"]
     assert [c.split(",")[0] for c in run["comparisons"]] == [
         "DeepSurv vs FRAX-style refit",
         "DeepSurv vs CoxPH",

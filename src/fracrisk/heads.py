@@ -251,6 +251,11 @@ class DiscreteTimeHead(nn.Module):
         The grid in years, starting at 0, increasing.
     hidden, dropout, norm, activation
         As :class:`DeepSurvHead`.
+    proportional : bool, default True
+        :math:`\phi_{ck}(x) = \alpha_{ck} + \eta_c(x)`: a learnt baseline logit per
+        cause and cut plus one network output per cause (proportional odds in time, the
+        discrete-time analogue of a Cox pair); False lets the network set every
+        :math:`\phi_{ck}` (time-varying effects, many more outputs to learn).
     """
 
     objective = "discrete"
@@ -266,6 +271,7 @@ class DiscreteTimeHead(nn.Module):
         dropout: float = 0.1,
         norm: str = "batch",
         activation: str = "relu",
+        proportional: bool = True,
     ) -> None:
         super().__init__()
         grid = np.asarray(cuts, dtype=np.float64).reshape(-1)
@@ -283,7 +289,12 @@ class DiscreteTimeHead(nn.Module):
         # float32 like the weights, so that a model cast on loading keeps the same grid
         self.register_buffer("cuts", torch.from_numpy(grid).float())
         self.body, width = _mlp(in_features, hidden, dropout, norm, activation)
-        self.out = nn.Linear(width, self.n_causes * grid.size)
+        self.proportional = bool(proportional)
+        if self.proportional:
+            self.baseline_logits = nn.Parameter(torch.zeros(self.n_causes, grid.size))
+            self.out = nn.Linear(width, self.n_causes, bias=False)
+        else:
+            self.out = nn.Linear(width, self.n_causes * grid.size)
 
     @property
     def n_cuts(self) -> int:
@@ -292,7 +303,37 @@ class DiscreteTimeHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r"""Logits :math:`\phi`, shape (batch, n_causes, m + 1)."""
+        if self.proportional:
+            return self.baseline_logits[None, :, :] + self.out(self.body(x))[:, :, None]
         return self.out(self.body(x)).reshape(len(x), self.n_causes, self.n_cuts)
+
+    def initialise_baseline(self, time, event) -> None:
+        r"""Start :math:`\alpha_{ck}` at the training data's life-table hazards.
+
+        With :math:`d_{ck}` events of cause :math:`c` at cut :math:`k` and :math:`n_k`
+        patients at risk there (on the grid of :func:`~fracrisk.discrete_time.discretise`),
+        the crude hazards :math:`\hat h_{ck} = d_{ck} / n_k` give the logits of a patient
+        with :math:`\eta = 0`; training then starts near the marginal curves instead of
+        far from them. Only for ``proportional=True``.
+        """
+        if not self.proportional:
+            return
+        t = torch.as_tensor(np.asarray(time, dtype=np.float64))
+        index, code = discretise(t, torch.as_tensor(np.asarray(event)), self.cuts)
+        m1 = self.n_cuts
+        at_risk = torch.bincount(index, minlength=m1).flip(0).cumsum(0).flip(0).double()
+        hazard = torch.stack(
+            [
+                torch.bincount(index[code == c], minlength=m1).double()
+                for c in range(1, self.n_causes + 1)
+            ]
+        ) / at_risk.clamp(min=1)
+        hazard = hazard.clamp(1e-6, 0.5)
+        with torch.no_grad():
+            self.baseline_logits.copy_(self._logits_of_hazards(hazard).float())
+
+    def _logits_of_hazards(self, hazard: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def loss(self, phi: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
         """Mean loss per patient of outputs ``phi`` for follow-up ``time`` and codes ``event``."""
@@ -323,6 +364,10 @@ class LogisticHazardHead(DiscreteTimeHead):
     def _loss(self, phi, index, code):
         return logistic_hazard_loss(phi, index, code)
 
+    def _logits_of_hazards(self, hazard):
+        survive = (1 - hazard.sum(0, keepdim=True)).clamp(min=1e-6)
+        return torch.log(hazard / survive)
+
     def incidence_at_cuts(self, phi: torch.Tensor) -> torch.Tensor:
         """Cumulative incidence of each cause at each cut."""
         phi = phi.float()
@@ -343,6 +388,12 @@ class PMFHead(DiscreteTimeHead):
 
     def _loss(self, phi, index, code):
         return pmf_loss(phi, index, code)
+
+    def _logits_of_hazards(self, hazard):
+        survive = torch.cumprod((1 - hazard.sum(0)).clamp(min=1e-6), dim=0)
+        before = torch.cat([torch.ones(1, dtype=survive.dtype), survive[:-1]])
+        pmf = (hazard * before).clamp(min=1e-9)
+        return torch.log(pmf / survive[-1].clamp(min=1e-9))  # relative to "no event by tau_m"
 
     def incidence_at_cuts(self, phi: torch.Tensor) -> torch.Tensor:
         """Cumulative incidence of each cause at each cut."""

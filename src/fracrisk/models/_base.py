@@ -522,6 +522,8 @@ class SurvivalEstimator(SurvivalModel):
         with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG is untouched
             torch.manual_seed(getattr(self, "seed", 0))
             network = create_head(self._head_name, x.shape[1], **kwargs)
+            if hasattr(network, "initialise_baseline"):
+                network.initialise_baseline(cohort.time, cohort.event)
             network = self._fit_network(
                 network, x, cohort.time, cohort.event, cohort, **fit_options
             )

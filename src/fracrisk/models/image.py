@@ -18,20 +18,44 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from fracrisk._params import InstanceOf, Interval, Options
-from fracrisk.baseline_hazard import BreslowBaselineHazard
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.image_dataset import ImageCohortDataset
+from fracrisk.discrete_time import fit_time_grid
+from fracrisk.heads import head_class
 from fracrisk.imaging.transforms import default_eval_transform, default_train_transform
-from fracrisk.models._base import (
-    SurvivalModel,
-    _baseline_from_tensors,
-    _baseline_tensors,
-    _prefixed,
-)
+from fracrisk.models._base import HeadRiskType, OutputCurves, SurvivalModel, _prefixed
+from fracrisk.models.deepsurv import HEADS
 from fracrisk.preprocessing import TabularPreprocessor
 from fracrisk.training.config import TRAINING_CONSTRAINTS, TrainingConfig, resolve_accelerator
 
 __all__ = ["ImageSurvivalModel"]
+
+
+class _WithEventCodes(torch.utils.data.Dataset):
+    """Items of ``dataset`` with the raw event codes (0, 1 fracture, 2 death) as the event.
+
+    The absolute-risk heads need to see death; an :class:`ImageCohortDataset` item's
+    event is 1 for fracture and 0 otherwise.
+    """
+
+    def __init__(self, dataset, codes: np.ndarray) -> None:
+        if len(codes) != len(dataset):
+            raise ValueError(f"{len(codes)} event codes for {len(dataset)} items")
+        self.dataset, self.codes = dataset, np.asarray(codes, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        return (*item[:-1], torch.tensor(self.codes[index], dtype=torch.int64))
+
+
+def _codes_of(data) -> np.ndarray:
+    """Raw event codes of an ImageCohortDataset or a Subset of one, item by item."""
+    if isinstance(data, Subset):
+        return _codes_of(data.dataset)[np.asarray(data.indices, dtype=np.int64)]
+    return np.asarray(data.event_code)
 
 
 #: The image kind each registered encoder reads.
@@ -107,7 +131,7 @@ def _stratified_split(event: np.ndarray, fraction: float, seed: int):
 
 
 class ImageSurvivalModel(SurvivalModel, name="image_survival"):
-    r"""Cox model whose log hazard ratio comes from images and clinical covariates.
+    r"""Survival model whose head reads images and clinical covariates (Cox by default).
 
     .. math::
         h(t \mid \text{images}, x) = h_0(t)\,\exp\!\big(\eta\big), \qquad
@@ -120,8 +144,13 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
     (:mod:`fracrisk.training`) on the mini-batch Cox partial likelihood. Part of the
     training patients (stratified by event) drives early stopping unless a validation
     set is given. The Breslow baseline hazard :math:`h_0` is estimated on all training
-    patients, so the model gives absolute survival curves. Death is censoring: the
-    risk is cause-specific.
+    patients, so the model gives survival curves. Death is censoring: the risk is
+    cause-specific.
+
+    With an absolute-risk ``head`` (``"cause_specific"``, ``"deephit"``, ``"pmf"``,
+    ``"logistic_hazard"``; as :class:`~fracrisk.DeepSurv`) the network is trained on that
+    head's loss with death competing, and the model gives cumulative incidences
+    (:meth:`predict_cumulative_incidence`; ``risk_type == "absolute"``).
 
     Parameters
     ----------
@@ -143,7 +172,11 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         Augment the training images (:func:`~fracrisk.imaging.default_train_transform`)
         when ``fit`` builds the dataset from a cohort.
     head : str, default "deepsurv"
-        Head name (``"deepsurv"`` or ``"cox_linear"``).
+        Head name: ``"deepsurv"`` or ``"cox_linear"`` (Cox, cause-specific), or
+        ``"cause_specific"``, ``"deephit"``, ``"pmf"``, ``"logistic_hazard"`` (death
+        competing, absolute risk; end-to-end training only).
+    n_intervals : int, default 20
+        Intervals of the time grid of the discrete-time heads.
     head_kwargs : dict, optional
         Options of the head (e.g. ``{"hidden": [32], "dropout": 0.2}``).
     covariate_dropout : float, default 0.0
@@ -225,7 +258,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         model.predict_survival(test_cohort, times=[1, 3, 5])  # patients x years
     """
 
-    _fitted_attribute = "baseline_hazard_"
+    _fitted_attribute = "curves_"
+    risk_type = HeadRiskType()
     input_kind = "images"
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
@@ -233,7 +267,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         "encoder_kwargs": [None, InstanceOf(dict)],
         "image_options": [None, InstanceOf(dict)],
         "augment": [Options(True, False)],
-        "head": [Options("deepsurv", "cox_linear")],
+        "head": [Options(*HEADS)],
+        "n_intervals": [Interval(int, 1, None)],
         "head_kwargs": [None, InstanceOf(dict)],
         "covariate_dropout": [Interval(float, 0, 1, closed="left")],
         "auxiliary": [None, InstanceOf(dict)],
@@ -251,6 +286,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         augment: bool = True,
         head: str = "deepsurv",
         head_kwargs: dict | None = None,
+        n_intervals: int = 20,
         covariate_dropout: float = 0.0,
         auxiliary: dict | None = None,
         training: str = "auto",
@@ -278,7 +314,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
     ) -> None:
         self.encoder, self.encoder_kwargs = encoder, encoder_kwargs
         self.image_options, self.augment = image_options, augment
-        self.head, self.head_kwargs = head, head_kwargs
+        self.head, self.head_kwargs, self.n_intervals = head, head_kwargs, n_intervals
         self.covariate_dropout = covariate_dropout
         self.auxiliary = auxiliary
         self.training, self.stage_two_penalizer = training, stage_two_penalizer
@@ -325,6 +361,14 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 "ImageSurvivalModel: training='two_stage' trains the encoder on dense targets "
                 "first; name them with auxiliary={column: weight}, e.g. "
                 "{'femoral_neck_t_score': 1.0}"
+            )
+        if head_class(self.head).risk_type == "absolute" and (
+            self.training == "two_stage" or (self.training == "auto" and self.auxiliary)
+        ):
+            raise ValueError(
+                f"ImageSurvivalModel: head={self.head!r} gives absolute risk end to end; "
+                "two-stage training fits a cause-specific Cox model in stage 2. Pass "
+                "training='end_to_end' (the auxiliary losses still train with it)"
             )
         if isinstance(self.encoder, nn.Module) and not hasattr(self.encoder, "num_features"):
             raise ValueError(
@@ -381,6 +425,10 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         return ImageCohortDataset(data, kind, **options)
 
     # ------------------------------------------------------------------ building
+    @property
+    def _head_name(self) -> str:
+        return self.head
+
     def _build_network(self, image_config: dict, n_covariates: int, *, loading: bool = False):
         from fracrisk.encoders import FusionSurvivalNet, create_encoder
 
@@ -400,7 +448,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             encoder,
             n_covariates,
             head=self.head,
-            head_kwargs=dict(self.head_kwargs or {}),
+            head_kwargs=dict(self.head_kwargs_),
             covariate_dropout=self.covariate_dropout,
             auxiliary=list(self.auxiliary or {}),
         )
@@ -480,16 +528,30 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             val_data = Subset(_without_augmentation(data), val_rows.tolist())
         elif val_data is not None:
             val_data = _without_augmentation(val_data)
+        self.head_kwargs_ = dict(self.head_kwargs or {})
+        if head_class(self.head).objective == "discrete":
+            grid = fit_time_grid(
+                data.time[train_rows], data.event_code[train_rows], self.n_intervals
+            )
+            self.head_kwargs_["cuts"] = grid.tolist()
+        absolute = head_class(self.head).risk_type == "absolute"
+        train_data = Subset(data, train_rows.tolist())
+        if absolute:  # the loss sees death
+            train_data = _WithEventCodes(train_data, data.event_code[train_rows])
+            if val_data is not None:
+                val_data = _WithEventCodes(val_data, _codes_of(val_data))
         with torch.random.fork_rng(devices=[]):  # seeded; the caller's RNG is untouched
             torch.manual_seed(self.seed)
             network = self._build_network(self.image_config_, len(self.covariate_names_))
+            if hasattr(network.head, "initialise_baseline"):
+                network.head.initialise_baseline(data.time[train_rows], data.event_code[train_rows])
             weights = None
             if self.auxiliary:
                 network.set_auxiliary_scaling(*_target_scaling(data, train_rows))
                 weights = [float(w) for w in self.auxiliary.values()]
             result = fit_cox_network(
                 network,
-                Subset(data, train_rows.tolist()),
+                train_data,
                 data.event[train_rows] == 1,
                 val_data,
                 TrainingConfig.from_estimator(self),
@@ -503,11 +565,18 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         plain = _without_augmentation(data, targets=False)
         if self.training_ == "two_stage":
             eta, time, event = self._fit_stage_two(plain, data, train_rows)
+            curves = OutputCurves(nn.Identity()).fit(eta, time, event)
         else:
-            eta, time, event = self._predict(plain)
-        self.baseline_hazard_ = BreslowBaselineHazard().fit(eta, time, event)
+            output, time, _ = self._predict(plain)
+            curves = OutputCurves(self.network_.head).fit(output, time, _codes_of(plain))
+        self._set_curves(curves)
         self.n_train_ = len(data)
         return self
+
+    def _set_curves(self, curves: OutputCurves) -> None:
+        self.curves_ = curves
+        if hasattr(curves, "baseline_hazard_"):
+            self.baseline_hazard_ = curves.baseline_hazard_  # the fracture baseline
 
     def _fit_stage_two(self, plain, data: ImageCohortDataset, train_rows: np.ndarray):
         """Stage 2: penalised Cox on covariates + the stage-1 predictions, on every row."""
@@ -587,22 +656,38 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             return np.empty(0), np.empty(0), np.empty(0)
         return tuple(np.concatenate(p) for p in parts)
 
+    def _outputs(self, dataset) -> np.ndarray:
+        """The model's outputs per item: stage 2's log hazard, or the head's outputs."""
+        if self.training_ == "two_stage":
+            return self.cox_.predict_log_hazard(self._stage_two_table(dataset)).to_numpy()
+        return self._predict(dataset)[0]
+
     def predict_log_hazard(self, data: Cohort | pd.DataFrame | ImageCohortDataset) -> pd.Series:
-        """Log hazard ratio per patient (higher = higher risk), indexed by patient id.
+        """Log hazard ratio of fracture per patient (higher = higher risk), by patient id.
 
         Images are read without augmentation (the evaluation transform), whatever the
-        dataset's own transform.
+        dataset's own transform. For the cause-specific pair it is the fracture hazard's;
+        the discrete-time heads have none.
         """
         dataset = self._prediction_dataset(data)
-        if self.training_ == "two_stage":
-            eta = self.cox_.predict_log_hazard(self._stage_two_table(dataset)).to_numpy()
-        else:
-            eta, _, _ = self._predict(dataset)
+        objective = self.curves_.objective
+        if objective == "discrete":
+            raise ValueError(
+                f"head={self.head!r} is a discrete-time model and has no log hazard ratio; "
+                "use predict_cumulative_incidence, predict_risk or predict_score"
+            )
+        eta = self._outputs(dataset)
+        if objective == "cause_specific":
+            eta = eta[:, 0]
         return pd.Series(eta, index=pd.Index(dataset.patient_ids), name="log_hazard")
 
     def predict_score(self, data) -> np.ndarray:
-        """Ranking score for concordance metrics (higher = higher risk): the log hazard."""
-        return self.predict_log_hazard(data).to_numpy()
+        """Ranking score for concordance metrics (higher = higher risk).
+
+        The log hazard ratio of fracture for the Cox heads (the pair included), the
+        cumulative incidence of fracture by the grid's last cut for the discrete-time heads.
+        """
+        return self.curves_.score(self._outputs(self._prediction_dataset(data)))
 
     def predict_auxiliary(self, data) -> pd.DataFrame:
         """The dense targets predicted from the images, patients x targets, in their units.
@@ -650,7 +735,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
     def predict_survival(
         self, data, times: Sequence[float] | np.ndarray | None = None
     ) -> pd.DataFrame:
-        r"""Survival from fracture :math:`S(t \mid \text{images}, x)`, patients x times.
+        r"""One minus the risk of fracture by each time, patients x times.
 
         Parameters
         ----------
@@ -664,15 +749,39 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         -------
         pandas.DataFrame
             Rows are patients (by id), columns the times; values in [0, 1], non-increasing
-            along each row. Death is censoring (cause-specific, ``attrs["risk_type"]``).
+            along each row. For a Cox head :math:`S(t \mid \text{images}, x)` with death
+            censored (cause-specific); for the absolute-risk heads one minus the cumulative
+            incidence of fracture (``attrs["risk_type"]``).
         """
-        eta = self.predict_log_hazard(data)
+        dataset = self._prediction_dataset(data)
+        times = self._times(times)
+        surv = self.curves_.survival(self._outputs(dataset), times)
+        return self._survival_frame(surv, pd.Index(dataset.patient_ids), times)
+
+    def predict_cumulative_incidence(
+        self, data, times: Sequence[float] | np.ndarray | None = None, *, cause: int = 1
+    ) -> pd.DataFrame:
+        """Cumulative incidence of ``cause`` (1 fracture, 2 death), the other competing.
+
+        Only for the absolute-risk heads; see
+        :meth:`fracrisk.models.SurvivalModel.predict_cumulative_incidence`.
+        """
+        if cause not in (1, 2):
+            raise ValueError(f"cause must be 1 (fracture) or 2 (death), got {cause!r}")
+        if self.risk_type != "absolute":
+            return super().predict_cumulative_incidence(data, times, cause=cause)
+        dataset = self._prediction_dataset(data)
+        times = self._times(times)
+        values = self.curves_.incidence(self._outputs(dataset), times, cause=cause)
+        frame = self._survival_frame(values, pd.Index(dataset.patient_ids), times)
+        frame.attrs["cause"] = cause
+        return frame
+
+    def _times(self, times) -> np.ndarray:
         if times is None:
-            years = np.arange(1.0, np.floor(self.baseline_hazard_.max_time_) + 1.0)
-            times = years if years.size else np.array([self.baseline_hazard_.max_time_])
-        times = np.asarray(times, dtype=np.float64)
-        surv = self.baseline_hazard_.survival(eta.to_numpy(), times)
-        return self._survival_frame(surv, eta.index, times)
+            years = np.arange(1.0, np.floor(self.curves_.max_time) + 1.0)
+            return years if years.size else np.array([self.curves_.max_time])
+        return np.asarray(times, dtype=np.float64)
 
     def grad_cam(
         self,
@@ -702,6 +811,10 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         """
         from fracrisk.explain import grad_cam, mean_feature_maps
 
+        if self.training_ == "end_to_end" and self.curves_.objective != "cox":
+            raise ValueError(
+                f"grad_cam explains a Cox head's log hazard; head={self.head!r} has none"
+            )
         if self.training_ == "two_stage":
             raise ValueError(
                 "grad_cam explains the network's own log hazard; a two-stage model's hazard "
@@ -746,8 +859,9 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             f"network.{k}": v.detach().cpu().contiguous()
             for k, v in self.network_.state_dict().items()
         }
-        tensors.update(_baseline_tensors(self.baseline_hazard_))
+        tensors.update(self.curves_.tensors())
         state = {
+            "head_kwargs": self.head_kwargs_,
             "image_config": self.image_config_,
             "covariate_names": self.covariate_names_,
             "preprocessor": None if self.preprocessor_ is None else self.preprocessor_.to_dict(),
@@ -776,15 +890,18 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             if state["preprocessor"] is None
             else TabularPreprocessor.from_dict(state["preprocessor"])
         )
+        # Models saved before the absolute-risk heads held their head options in params.
+        model.head_kwargs_ = state.get("head_kwargs", dict(model.head_kwargs or {}))
         network = model._build_network(
             model.image_config_, len(model.covariate_names_), loading=True
         )
         network.load_state_dict(_prefixed(tensors, "network"))
         model.network_ = network.eval()
-        model.baseline_hazard_ = _baseline_from_tensors(tensors)
         model.n_train_ = state["n_train"]
         # Models saved before two-stage training existed were trained end to end.
         model.training_ = state.get("training", "end_to_end")
+        head = nn.Identity() if model.training_ == "two_stage" else network.head
+        model._set_curves(OutputCurves(head).load(tensors))
         if model.training_ == "two_stage":
             from fracrisk.models.coxph import CoxPH
 
