@@ -62,3 +62,26 @@ def test_deepsurv_head_architecture():
     assert [(m.in_features, m.out_features) for m in linears] == [(5, 8), (8, 4), (4, 1)]
     assert head.out.bias is None
     assert DeepSurvHead(5, hidden=()).out.in_features == 5
+
+
+@pytest.mark.parametrize("name", ["logistic_hazard", "pmf", "deephit"])
+def test_discrete_heads_start_at_the_life_table(name):
+    """With eta = 0 the initialised head's incidence is the Aalen-Johansen estimate."""
+    import numpy as np
+
+    from fracrisk.discrete_time import fit_time_grid
+    from fracrisk.nonparametric import aalen_johansen
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    t1, t2, c = rng.exponential(8.0, n), rng.exponential(4.0, n), rng.uniform(1, 10, n)
+    time = np.minimum.reduce([t1, t2, c])
+    event = np.select([time == t1, time == t2], [1, 2], 0)
+    cuts = fit_time_grid(time, event, 20)
+    head = create_head(name, 3, cuts=cuts.tolist(), hidden=())
+    head.initialise_baseline(time, event)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        f = head.incidence_at_cuts(head(torch.zeros(1, 3)))[0, 0].numpy()
+    expected = aalen_johansen(time, event, times=cuts)
+    np.testing.assert_allclose(f, expected, atol=0.01)

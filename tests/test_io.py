@@ -160,3 +160,57 @@ def test_atomic_write_json_leaves_old_file_on_unserialisable_object(tmp_path):
         atomic_write_json(target, {"v": object()})
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+_SAVE_FOREVER = """
+import sys
+from fracrisk import CoxPH
+from fracrisk.simulate import clinical_cohort
+
+model = CoxPH().fit(clinical_cohort(300, seed=0))
+model.save(sys.argv[1], overwrite=True)
+print("ready", flush=True)
+while True:
+    model.save(sys.argv[1], overwrite=True)
+"""
+
+
+def test_a_model_overwritten_and_killed_at_random_is_never_lost(tmp_path):
+    """SIGKILL during save(overwrite=True): the directory always holds a loadable model."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fracrisk import load_model
+
+    script = tmp_path / "save_forever.py"
+    script.write_text(_SAVE_FOREVER)
+    target = tmp_path / "model"
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.05, 0.6))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        assert load_model(target).n_train_ == 300  # the old model or the new one, whole
+    # the next save deletes the staging folders the killed processes left
+    load_model(target).save(target, overwrite=True)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_staging_folders_of_live_processes_are_left_alone(tmp_path):
+    import os
+
+    live = tmp_path / f".run.{os.getppid()}.abc.partial"  # our parent: alive
+    live.mkdir()
+    dead = tmp_path / ".run.999999999.abc.partial"
+    dead.mkdir()
+    with staged_output_dir(tmp_path / "run") as staging:
+        (staging / "f.txt").write_text("x")
+    assert live.exists() and not dead.exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fracrisk.exceptions import NotFittedError
+from fracrisk.exceptions import NotFittedError, PredictionImputationWarning
 from fracrisk.preprocessing import TabularPreprocessor
 
 
@@ -64,7 +64,7 @@ def test_transform_of_new_rows_uses_training_statistics():
     test = pd.DataFrame(
         {"age": [90.0, 55.0], "bmi": [40.0, 18.0], "sex": ["M", "M"]}, index=["x", "y"]
     )
-    x = pre.transform(test)
+    x = pre.transform(test, warn=False)  # age 90 is an extrapolation: it would warn
     expected = np.column_stack(
         [
             (test["age"] - age_mean) / age_sd,
@@ -76,7 +76,7 @@ def test_transform_of_new_rows_uses_training_statistics():
     # Not re-standardised on the test rows: both test patients are men, yet sex[M] is not 0.
     assert np.all(x[:, 2] > 0)
     # A single row transforms to the same values as within a batch.
-    np.testing.assert_array_equal(pre.transform(test.iloc[[1]]), x[[1]])
+    np.testing.assert_array_equal(pre.transform(test.iloc[[1]], warn=False), x[[1]])
 
 
 def test_missing_values_are_imputed_with_training_median_and_mode():
@@ -90,7 +90,7 @@ def test_missing_values_are_imputed_with_training_median_and_mode():
     assert pre.fill_ == {"age": 65.0, "sex": "F", "prior_fracture": 1.0, "bmi": 26.0}
 
     filled = train.fillna({"age": 65.0, "sex": "F", "prior_fracture": 1.0, "bmi": 26.0})
-    np.testing.assert_array_equal(pre.transform(train), pre.transform(filled))
+    np.testing.assert_array_equal(pre.transform(train, warn=False), pre.transform(filled))
     # Statistics are those of the imputed training data.
     np.testing.assert_allclose(pre.mean_[0], filled["age"].mean(), rtol=1e-14)
 
@@ -103,7 +103,7 @@ def test_missing_values_are_imputed_with_training_median_and_mode():
             "bmi": [np.nan, 40.0, 40.0],
         }
     )
-    x = pre.transform(test)
+    x = pre.transform(test, warn=False)  # filled and extrapolated: tested below
     np.testing.assert_array_equal(
         x[0],
         pre.transform(
@@ -213,6 +213,7 @@ def test_to_dict_from_dict_round_trip_through_json_gives_identical_transform():
     train = train_df()
     train.loc[101, "age"] = np.nan
     train.loc[104, "site"] = None
+    train.loc[102, "sex"] = None  # imputed in training, so a missing sex may be filled
     columns = ["age", "sex", "prior_fracture", "bmi", "site"]
     pre = TabularPreprocessor(columns).fit(train)
     state = json.loads(json.dumps(pre.to_dict()))
@@ -226,10 +227,84 @@ def test_to_dict_from_dict_round_trip_through_json_gives_identical_transform():
             "age": [np.nan, 83.3],
             "sex": ["M", None],
             "prior_fracture": [1, 0],
-            "bmi": [1 / 3, 27.1],
+            "bmi": [10 + 1 / 3, 27.1],
             "site": ["c", None],
         }
     )
     for df in (train, test):
-        np.testing.assert_array_equal(back.transform(df), pre.transform(df))
+        np.testing.assert_array_equal(back.transform(df, warn=False), pre.transform(df, warn=False))
     assert json.loads(json.dumps(back.to_dict())) == state
+
+
+# ---------------------------------------------------------------- prediction against training
+def _fitted(**extra):
+    train = pd.DataFrame(
+        {"age": [60.0, 70.0, 80.0, 65.0], "prior_fracture": [0, 1, 0, 1], **extra},
+        index=["a", "b", "c", "d"],
+    )
+    return TabularPreprocessor(list(train.columns)).fit(train)
+
+
+def test_missing_at_prediction_is_an_error_when_training_had_none():
+    pre = _fitted()
+    new = pd.DataFrame({"age": [61.0, np.nan], "prior_fracture": [0, 1]}, index=["x", "y"])
+    with pytest.raises(ValueError, match=r"age.*'y'.*missing='error'"):
+        pre.transform(new)
+
+
+def test_missing_at_prediction_is_filled_with_a_warning_when_training_imputed():
+
+    train = pd.DataFrame({"age": [60.0, np.nan, 80.0, 70.0], "prior_fracture": [0, 1, 0, 1]})
+    pre = TabularPreprocessor(["age", "prior_fracture"]).fit(train)
+    new = pd.DataFrame({"age": [np.nan], "prior_fracture": [0]})
+    with pytest.warns(PredictionImputationWarning, match="filled with the training value 70"):
+        pre.transform(new)
+
+
+@pytest.mark.parametrize(
+    "column, value, match",
+    [("age", 300.0, "plausible range"), ("prior_fracture", 7, "0 or 1")],
+)
+def test_impossible_values_at_prediction_are_errors_naming_the_row(column, value, match):
+    pre = _fitted()
+    new = pd.DataFrame({"age": [61.0, 62.0], "prior_fracture": [0, 1]}, index=["x", "y"])
+    new.loc["y", column] = value
+    with pytest.raises(ValueError, match=match) as err:
+        pre.transform(new)
+    assert "'y'" in str(err.value) and column in str(err.value)
+
+
+def test_values_beyond_the_training_range_warn_and_can_be_made_errors():
+    import warnings
+
+    from fracrisk.exceptions import OutOfRangeWarning
+
+    pre = _fitted()
+    new = pd.DataFrame({"age": [95.0], "prior_fracture": [0]})
+    with pytest.warns(OutOfRangeWarning, match=r"training range \[60, 80\] by more than 10%"):
+        pre.transform(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfRangeWarning)
+        with pytest.raises(OutOfRangeWarning):
+            pre.transform(new)
+    again = TabularPreprocessor.from_dict(pre.to_dict())
+    with pytest.warns(OutOfRangeWarning):
+        again.transform(new)
+
+
+def test_a_fitted_model_refuses_an_impossible_age():
+    from fracrisk import CoxPH
+    from fracrisk.simulate import clinical_cohort
+
+    cohort = clinical_cohort(400, seed=0)
+    model = CoxPH().fit(cohort)
+    bad = cohort.df.copy()
+    bad.iloc[3, bad.columns.get_loc("age")] = 300.0
+    with pytest.raises(ValueError, match="age"):
+        model.predict_risk(bad, 5.0)
+
+
+def test_values_too_large_to_standardise_are_an_error_not_zeros():
+    train = pd.DataFrame({"age": [60.0, 70.0, 80.0], "marker": [1.0, 2.0, 1e300]})
+    with pytest.raises(ValueError, match=r"\['marker'\].*too large"):
+        TabularPreprocessor(["age", "marker"]).fit(train)

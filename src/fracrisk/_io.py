@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -30,10 +31,58 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
     try:
         yield tmp_path
+        _fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete staging folders beside ``path`` left by killed runs (their process is gone)."""
+    for leftover in path.parent.glob(f".{path.name}.*.partial"):
+        parts = leftover.name[len(path.name) + 2 :].split(".")
+        pid = int(parts[0]) if parts and parts[0].isdigit() else None
+        if pid is None or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # that process still runs: its folder is not ours to delete
+        except ProcessLookupError:
+            shutil.rmtree(leftover, ignore_errors=True)
+        except PermissionError:
+            continue
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -93,19 +142,43 @@ def staged_output_dir(
     """Build an output directory beside ``path`` and move it into place only on success.
 
     The checks of :func:`check_replaceable` run first, before any work. The caller writes
-    into the yielded temporary directory; when the block ends without error, it replaces
-    ``path`` (an earlier run is removed only then). On error the temporary directory is
-    deleted and ``path`` is left as it was, so a failed run never leaves a half-written
-    output behind, nor destroys a good one.
+    into the yielded temporary directory ``.<name>.<pid>.<random>.partial``; when the block
+    ends without error its files are fsynced and it takes the place of ``path``:
+
+    * a new ``path`` is a rename;
+    * an existing one is **swapped** with the staging folder in one atomic step
+      (``renameat2(RENAME_EXCHANGE)`` on Linux), and the old run, now in the staging
+      folder, is deleted after. Where the swap is not available the old run is renamed
+      aside first, so ``path`` is missing only between two renames, never half-written.
+
+    A process killed at any moment leaves ``path`` as it was or as it was meant to be. On
+    error the staging folder is deleted and ``path`` is left as it was. Staging folders of
+    killed runs (whose process is gone) are deleted by the next run.
     """
     path = check_replaceable(path, overwrite=overwrite, is_ours=is_ours)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _remove_leftovers(path)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
+    )
     try:
         yield staging
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        for file in staging.rglob("*"):
+            if file.is_file():
+                _fsync_file(file)
+        _fsync_dir(staging)
+        if not path.exists():
+            os.replace(staging, path)
+        elif not _exchange(staging, path):
+            aside = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent
+                )
+            )
+            os.replace(path, aside / "old")
+            os.replace(staging, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        _fsync_dir(path.parent)
     finally:
-        if staging.exists():
+        if staging.exists():  # the failed run, or the old one after a swap
             shutil.rmtree(staging, ignore_errors=True)

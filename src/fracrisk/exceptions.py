@@ -17,6 +17,8 @@ __all__ = [
     "NoComparablePairsError",
     "NoUsableImagesError",
     "NotFittedError",
+    "OutOfRangeWarning",
+    "PredictionImputationWarning",
     "ValidationProblem",
 ]
 
@@ -27,6 +29,17 @@ class FracriskWarning(UserWarning):
 
 class DataWarning(FracriskWarning):
     """Something in the data was changed or is suspicious (rows dropped, values imputed, ...)."""
+
+
+class OutOfRangeWarning(DataWarning):
+    """A value at prediction lies outside what the model saw in training (an extrapolation).
+
+    Turn it into an error with ``warnings.simplefilter("error", OutOfRangeWarning)``.
+    """
+
+
+class PredictionImputationWarning(DataWarning):
+    """Missing covariates at prediction were filled with the training values."""
 
 
 class NoComparablePairsError(ValueError):

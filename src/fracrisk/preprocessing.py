@@ -15,19 +15,40 @@ Missing values: when the training data hold some (the cohort's ``missing="impute
 policy), they are replaced by the training median (numbers) or the most frequent training
 value (flags and categories), and the same values are used at prediction time. The state
 is plain JSON, saved with the model.
+
+Prediction is checked against training (:meth:`TabularPreprocessor.transform`):
+
+* a missing value in a column that had none in training (a model fitted under
+  ``missing="error"``) is an error naming the rows; where training imputed the column, the
+  fill is announced by a :class:`~fracrisk.exceptions.PredictionImputationWarning`;
+* a value outside the column's plausible range (:data:`fracrisk.data.COLUMN_SPECS`, e.g.
+  age 300) or a flag other than 0/1 is an error naming the rows;
+* a plausible value beyond the training range by more than 10% of that range is an
+  :class:`~fracrisk.exceptions.OutOfRangeWarning` (an extrapolation), which
+  ``warnings.simplefilter("error", OutOfRangeWarning)`` turns into an error.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from fracrisk.data.schema import COLUMN_SPECS
-from fracrisk.exceptions import NotFittedError, ValidationProblem
+from fracrisk.exceptions import (
+    NotFittedError,
+    OutOfRangeWarning,
+    PredictionImputationWarning,
+    ValidationProblem,
+)
 
 __all__ = ["TabularPreprocessor"]
+
+#: A value counts as an extrapolation beyond the training range [lo, hi] by more than this
+#: share of hi - lo (a test set's tails often pass the training extremes by a little).
+_EXTRAPOLATION_MARGIN = 0.1
 
 
 def _kind_of(name: str, series: pd.Series) -> str:
@@ -82,6 +103,8 @@ class TabularPreprocessor:
         """Learn kinds, levels, imputation values, means and scales from training rows."""
         self._check_columns(df)
         self.kinds_, self.levels_, self.fill_ = {}, {}, {}
+        self.range_: dict[str, list[float]] = {}
+        self.imputed_: list[str] = [c for c in self.columns if df[c].isna().any()]
         for name in self.columns:
             series = df[name]
             kind = _kind_of(name, series)
@@ -100,6 +123,7 @@ class TabularPreprocessor:
                 self.fill_[name] = str(observed.astype(str).mode().sort_values().iloc[0])
             else:
                 numbers = _as_numbers(df, name).dropna()
+                self.range_[name] = [float(numbers.min()), float(numbers.max())]
                 self.fill_[name] = (
                     float(numbers.mode().sort_values().iloc[0])
                     if kind == "binary"
@@ -108,6 +132,16 @@ class TabularPreprocessor:
         raw = self._encode(df)
         self.mean_ = raw.mean(axis=0)
         self.scale_ = raw.std(axis=0)
+        overflow = [
+            f
+            for f, m, sd in zip(self.feature_names_, self.mean_, self.scale_, strict=True)
+            if not (np.isfinite(m) and np.isfinite(sd))
+        ]
+        if overflow:
+            raise ValueError(
+                f"feature(s) {overflow} hold values too large to standardise in float64 "
+                "(the mean or the standard deviation overflows); check their units"
+            )
         constant = [f for f, s in zip(self.feature_names_, self.scale_, strict=True) if s == 0]
         if constant:
             raise ValueError(
@@ -128,15 +162,80 @@ class TabularPreprocessor:
                 names.append(name)
         return names
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """Standardised design matrix, float64, shape (n_rows, n_features)."""
+    def transform(self, df: pd.DataFrame, *, warn: bool = True) -> np.ndarray:
+        """Standardised design matrix, float64, shape (n_rows, n_features).
+
+        The rows are checked against training first (see the module notes): errors for
+        missing values training never had and for impossible values; with ``warn``,
+        warnings for imputed values and for values outside the training range.
+        """
         self._check_fitted()
         self._check_columns(df)
+        self._check_against_training(df, warn=warn)
         return (self._encode(df) - self.mean_) / self.scale_
+
+    def _check_against_training(self, df: pd.DataFrame, *, warn: bool) -> None:
+        # Preprocessors saved before these checks carry no ranges: nothing to check.
+        ranges = getattr(self, "range_", None)
+        imputed = getattr(self, "imputed_", None)
+        for name in self.columns:
+            series = df[name]
+            missing = series.isna().to_numpy()
+            if missing.any() and imputed is not None:
+                rows = tuple(df.index[missing].tolist())
+                if name not in imputed:
+                    problem = ValidationProblem(
+                        name,
+                        rows,
+                        "missing, and the model was fitted without missing values here "
+                        "(missing='error'); supply the value, or refit on data with the "
+                        "cohort's missing='impute'",
+                        (),
+                    )
+                    raise ValueError(problem.describe())
+                if warn:
+                    warnings.warn(
+                        f"{len(rows)} missing value(s) of {name!r} filled with the training "
+                        f"value {self.fill_[name]!r} (rows {list(rows[:5])})",
+                        PredictionImputationWarning,
+                        stacklevel=4,
+                    )
+            if ranges is None or self.kinds_[name] == "category":
+                continue
+            values = _as_numbers(df, name)
+            observed = values.notna().to_numpy()
+            v = values.to_numpy()
+            spec = COLUMN_SPECS.get(name)
+            if self.kinds_[name] == "binary":
+                bad = observed & ~np.isin(v, (0.0, 1.0))
+                reason = "a flag must be 0 or 1"
+            else:
+                low = spec.low if spec is not None and spec.low is not None else -np.inf
+                high = spec.high if spec is not None and spec.high is not None else np.inf
+                bad = observed & (~np.isfinite(v) | (v < low) | (v > high))
+                unit = f" {spec.unit}" if spec is not None and spec.unit else ""
+                reason = f"outside the plausible range [{low:g}, {high:g}]{unit}"
+            if bad.any():
+                problem = ValidationProblem(
+                    name, tuple(df.index[bad].tolist()), reason, tuple(v[bad].tolist())
+                )
+                raise ValueError(problem.describe())
+            low, high = ranges.get(name, (-np.inf, np.inf))
+            margin = _EXTRAPOLATION_MARGIN * (high - low)
+            beyond = observed & ((v < low - margin) | (v > high + margin))
+            if warn and beyond.any() and self.kinds_[name] != "binary":
+                rows = df.index[beyond].tolist()
+                warnings.warn(
+                    f"{int(beyond.sum())} value(s) of {name!r} beyond the training range "
+                    f"[{low:g}, {high:g}] by more than {_EXTRAPOLATION_MARGIN:.0%} of it "
+                    f"(rows {rows[:5]}): the model extrapolates there",
+                    OutOfRangeWarning,
+                    stacklevel=4,
+                )
 
     def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
         """:meth:`fit` then :meth:`transform` on the same rows."""
-        return self.fit(df).transform(df)
+        return self.fit(df).transform(df, warn=False)
 
     def _encode(self, df: pd.DataFrame) -> np.ndarray:
         blocks: list[np.ndarray] = []
@@ -181,6 +280,8 @@ class TabularPreprocessor:
             "kinds": self.kinds_,
             "levels": self.levels_,
             "fill": self.fill_,
+            "range": getattr(self, "range_", None),
+            "imputed": getattr(self, "imputed_", None),
             "mean": self.mean_.tolist(),
             "scale": self.scale_.tolist(),
         }
@@ -190,6 +291,10 @@ class TabularPreprocessor:
         """Rebuild from :meth:`to_dict`. Floats round-trip exactly through JSON."""
         pre = cls(state["columns"])
         pre.kinds_, pre.levels_, pre.fill_ = state["kinds"], state["levels"], state["fill"]
+        if state.get("range") is not None:
+            pre.range_ = {k: list(v) for k, v in state["range"].items()}
+        if state.get("imputed") is not None:
+            pre.imputed_ = list(state["imputed"])
         pre.mean_ = np.asarray(state["mean"], dtype=np.float64)
         pre.scale_ = np.asarray(state["scale"], dtype=np.float64)
         return pre

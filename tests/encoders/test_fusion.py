@@ -118,7 +118,9 @@ def test_invalid_covariates(covariates, match):
     [
         pytest.param({"n_covariates": -1}, "n_covariates", id="negative"),
         pytest.param({"covariate_dropout": 1.0}, "covariate_dropout", id="dropout"),
-        pytest.param({"head": "transformer"}, "registered heads: cox_linear", id="head"),
+        pytest.param(
+            {"head": "transformer"}, "registered heads: cause_specific, cox_linear", id="head"
+        ),
         pytest.param({"head_kwargs": {"norm": "group"}}, "unknown norm", id="head-kwargs"),
     ],
 )

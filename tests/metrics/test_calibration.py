@@ -360,3 +360,8 @@ def test_table_is_dataframe(true_result):
     assert {"n", "events", "predicted", "observed", "observed_lower", "observed_upper"} <= set(
         true_result.table.columns
     )
+
+
+def test_calibration_of_one_patient_is_an_error_not_a_nan_slope():
+    with pytest.raises(ValueError, match="at least 2 patients"):
+        calibration([1.0], [1], [0.2], 2.0)

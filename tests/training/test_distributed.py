@@ -123,11 +123,11 @@ _DDP_SCRIPT = textwrap.dedent(
     from fracrisk import DeepSurv
     from fracrisk.simulate import clinical_cohort
 
-    out, devices = sys.argv[1], int(sys.argv[2])
+    out, devices, head = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     torch.set_num_threads(1)
     cohort = clinical_cohort(700, seed=2)
     model = DeepSurv(
-        hidden=(16,), dropout=0.0, norm="none", batch_size=64, max_epochs=4,
+        head=head, hidden=(16,), dropout=0.0, norm="none", batch_size=64, max_epochs=4,
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", seed=0,
     ).fit(cohort)
     model.save(out)  # only global rank 0 writes
@@ -136,7 +136,9 @@ _DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_deepsurv_on_two_ddp_processes_ends_with_the_single_process_weights(tmp_path):
+@pytest.mark.parametrize("head", ["deepsurv", "cause_specific"])
+def test_deepsurv_on_two_ddp_processes_ends_with_the_single_process_weights(tmp_path, head):
+    """Both Cox heads (the pair's two losses too) are computed over the global batch."""
     from fracrisk import load_model
 
     script = tmp_path / "fit_ddp.py"
@@ -145,7 +147,7 @@ def test_deepsurv_on_two_ddp_processes_ends_with_the_single_process_weights(tmp_
     env.pop("LOCAL_RANK", None)
     for devices in (1, 2):
         proc = subprocess.run(
-            [sys.executable, str(script), str(tmp_path / f"model{devices}"), str(devices)],
+            [sys.executable, str(script), str(tmp_path / f"model{devices}"), str(devices), head],
             capture_output=True,
             text=True,
             env=env,

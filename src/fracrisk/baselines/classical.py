@@ -43,7 +43,7 @@ class _SksurvModel(SurvivalModel):
         self.covariates_ = list(covariates) if covariates is not None else cohort.default_covariates
         cohort.check_covariates(self.covariates_)
         self.preprocessor_ = TabularPreprocessor(self.covariates_).fit(cohort.df)
-        x = self.preprocessor_.transform(cohort.df)
+        x = self.preprocessor_.transform(cohort.df, warn=False)
         y = Surv.from_arrays(cohort.event == 1, cohort.time)
         self.estimator_ = self._make().fit(x, y)
         self.max_time_ = float(cohort.time.max())

@@ -378,11 +378,13 @@ class ImageCohortDataset(Dataset):
         # Covariates of the kept rows.
         kept_df = df.iloc[self._positions]
         if columns:
-            if preprocessor is None:
+            fitted_here = preprocessor is None
+            if fitted_here:
                 preprocessor = TabularPreprocessor(columns).fit(kept_df)
             self.preprocessor = preprocessor
             self.covariate_names = list(preprocessor.feature_names_)
-            matrix = preprocessor.transform(kept_df).astype(np.float32)
+            # rows for a fitted model are checked against its training data
+            matrix = preprocessor.transform(kept_df, warn=not fitted_here).astype(np.float32)
         else:
             self.preprocessor = None
             self.covariate_names = []

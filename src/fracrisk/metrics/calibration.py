@@ -308,6 +308,11 @@ def calibration(
     """
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups!r}")
+    if np.size(time) < 2:
+        raise ValueError(
+            f"calibration needs at least 2 patients, got {np.size(time)}: a slope cannot be "
+            "estimated from one"
+        )
     t, e, p = _check_risk_at_horizon(time, event, risk_at_horizon, horizon)
     observed = observed_risk(t, e, horizon)
     expected = float(p.mean())

@@ -513,7 +513,7 @@ class SurvivalEstimator(SurvivalModel):
             )
         cohort.check_covariates(columns)
         preprocessor = TabularPreprocessor(columns).fit(cohort.df)
-        x = preprocessor.transform(cohort.df)
+        x = preprocessor.transform(cohort.df, warn=False)
         self.preprocessor_ = preprocessor
         kwargs = self._head_kwargs()
         if head_class(self._head_name).objective == "discrete":

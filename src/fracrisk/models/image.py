@@ -687,7 +687,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         The log hazard ratio of fracture for the Cox heads (the pair included), the
         cumulative incidence of fracture by the grid's last cut for the discrete-time heads.
         """
-        return self.curves_.score(self._outputs(self._prediction_dataset(data)))
+        outputs = self._outputs(self._prediction_dataset(data))  # checks the fit first
+        return self.curves_.score(outputs)
 
     def predict_auxiliary(self, data) -> pd.DataFrame:
         """The dense targets predicted from the images, patients x targets, in their units.
