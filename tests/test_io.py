@@ -214,3 +214,51 @@ def test_staging_folders_of_live_processes_are_left_alone(tmp_path):
     with staged_output_dir(tmp_path / "run") as staging:
         (staging / "f.txt").write_text("x")
     assert live.exists() and not dead.exists()
+
+
+def _saved_cox(tmp_path):
+    from fracrisk import CoxPH
+    from fracrisk.simulate import clinical_cohort
+
+    cohort = clinical_cohort(300, seed=0)
+    path = CoxPH().fit(cohort).save(tmp_path / "cox")
+    return path, cohort
+
+
+def test_a_changed_weights_file_is_refused_by_its_checksum(tmp_path):
+    from fracrisk import load_model
+
+    path, cohort = _saved_cox(tmp_path)
+    weights = path / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-8:] = bytes(8)  # 8 bytes of a tensor, flipped to zeros
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_model(path)
+
+
+def test_misshapen_tensors_and_invalid_baselines_are_clear_errors(tmp_path):
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from fracrisk import load_model
+
+    path, _ = _saved_cox(tmp_path)
+    tensors = load_file(str(path / "weights.safetensors"))
+    config = json.loads((path / "config.json").read_text())
+
+    def rewrite(new):
+        save_file(new, str(path / "weights.safetensors"))
+        digest = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()
+        config["checksums"]["weights.safetensors"] = digest
+        (path / "config.json").write_text(json.dumps(config))
+
+    rewrite({**tensors, "network.linear.weight": torch.zeros(1, 2, dtype=torch.float64)})
+    with pytest.raises(ValueError, match="do not match the model"):
+        load_model(path)
+    decreasing = tensors["baseline_hazard.cumulative_hazard"].flip(0).contiguous()
+    rewrite({**tensors, "baseline_hazard.cumulative_hazard": decreasing})
+    with pytest.raises(ValueError, match="baseline hazard is invalid"):
+        load_model(path)

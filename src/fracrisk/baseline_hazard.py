@@ -164,11 +164,32 @@ class BreslowBaselineHazard:
 
     @classmethod
     def from_state_arrays(cls, arrays: dict[str, np.ndarray]) -> BreslowBaselineHazard:
-        """Rebuild a fitted estimator from :meth:`state_arrays`."""
+        """Rebuild a fitted estimator from :meth:`state_arrays`, checking what it is given.
+
+        The event times must be finite, increasing and within the follow-up, and the
+        cumulative hazard finite, non-negative and non-decreasing: a damaged or edited
+        state would otherwise give survival curves that rise.
+        """
+        missing = {"event_times", "cumulative_hazard", "max_time"} - set(arrays)
+        if missing:
+            raise ValueError(f"the saved baseline hazard lacks {sorted(missing)}")
         est = cls()
-        est.event_times_ = np.asarray(arrays["event_times"], dtype=np.float64)
+        est.event_times_ = np.asarray(arrays["event_times"], dtype=np.float64).reshape(-1)
         est.cumulative_hazard_ = np.asarray(arrays["cumulative_hazard"], dtype=np.float64)
+        est.cumulative_hazard_ = est.cumulative_hazard_.reshape(-1)
         est.max_time_ = float(np.asarray(arrays["max_time"]).reshape(-1)[0])
+        times, hazard = est.event_times_, est.cumulative_hazard_
+        problems = []
+        if times.shape != hazard.shape:
+            problems.append(f"{times.size} event times for {hazard.size} hazard values")
+        elif not (np.isfinite(times).all() and np.isfinite(hazard).all()):
+            problems.append("NaN or infinite values")
+        elif np.any(np.diff(times) <= 0) or np.any(np.diff(hazard) < 0) or np.any(hazard < 0):
+            problems.append("event times not increasing or a cumulative hazard that decreases")
+        elif not np.isfinite(est.max_time_) or (times.size and times[-1] > est.max_time_):
+            problems.append("a last follow-up before the last event time")
+        if problems:
+            raise ValueError(f"the saved baseline hazard is invalid: {problems[0]}")
         return est
 
 

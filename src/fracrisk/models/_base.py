@@ -255,6 +255,7 @@ class SurvivalModel:
             path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
         ) as staging:
             save_file(tensors, str(staging / _WEIGHTS))
+            config["checksums"] = {_WEIGHTS: _sha256(staging / _WEIGHTS)}
             (staging / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return Path(path)
 
@@ -279,6 +280,16 @@ class SurvivalModel:
         if not isinstance(model, cls):
             raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _jsonable_params(model: SurvivalModel) -> dict:
@@ -713,8 +724,10 @@ class SurvivalEstimator(SurvivalModel):
 def load_model(path: str | os.PathLike[str]) -> SurvivalModel:
     """Load any fracrisk model from a directory written by ``save``; executes no code.
 
-    ``config.json`` is parsed as JSON and ``weights.safetensors`` read as plain tensors;
-    the class named in the config (one of fracrisk's, from a registry) rebuilds the model.
+    ``config.json`` is parsed as JSON and ``weights.safetensors`` read as plain tensors,
+    after its SHA-256 is checked against the one the config records; the class named in
+    the config (one of fracrisk's, from a registry) rebuilds the model, and the saved
+    baseline hazards are validated.
     """
     from safetensors.torch import load_file
 
@@ -730,8 +743,19 @@ def load_model(path: str | os.PathLike[str]) -> SurvivalModel:
         )
     if config["estimator"] not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {config['estimator']!r} in {str(config_path)!r}")
+    expected = (config.get("checksums") or {}).get(_WEIGHTS)
+    if expected is not None and _sha256(weights_path) != expected:  # older models have none
+        raise ValueError(
+            f"{str(weights_path)!r} does not match the SHA-256 in its config: the file is "
+            "damaged or was changed after saving; save the model again"
+        )
     tensors = load_file(str(weights_path))
     try:
         return _ESTIMATORS[config["estimator"]]._from_saved(config, tensors)
     except ValueError as err:
         raise ValueError(f"{str(path)!r}: {err}") from err
+    except (RuntimeError, KeyError) as err:  # load_state_dict: missing or misshapen tensors
+        raise ValueError(
+            f"{str(path)!r}: the weights do not match the model the config describes "
+            f"({type(err).__name__}: {str(err).splitlines()[0][:300]})"
+        ) from err
