@@ -18,12 +18,15 @@ and reports on the held-out patients, at the horizon (5 years by default):
 * ``harrell_c``: Harrell's C of the model's fracture score with death censored;
 * ``auc_2``: Blanche's time-dependent AUC at the horizon, competing deaths as controls
   (definition 2);
-* ``o_e``: observed (Aalen-Johansen) over mean predicted risk at the horizon, with a
-  bootstrap CI, and the calibration ``slope`` (:func:`fracrisk.metrics.calibration`);
+* ``o_e``: observed (Aalen-Johansen) over mean predicted risk at the horizon, and the
+  calibration ``slope`` (:func:`fracrisk.metrics.calibration`), each with a bootstrap CI;
 * ``brier``: the IPCW Brier score of the horizon risk as a cumulative incidence;
 * ``mae_truth``: the mean absolute difference from the simulator's true absolute risk
   (``risk_5y``, death competing; it includes a falls propensity no input shows, so no
   model reaches 0).
+
+A last row scores the simulator's true absolute risk the same way (its Harrell C is of
+the true log hazard): what sampling alone does to O/E and slope on these patients.
 
 The Cox head's risk is cause-specific; it is scored against the absolute outcome on
 purpose, to show by how much it overestimates where death is common.
@@ -72,6 +75,10 @@ def _observed_over_expected(time, event, risk, *, horizon):
     return observed_risk(time, event, horizon) / float(np.mean(risk))
 
 
+def _slope(time, event, risk, *, horizon):
+    return calibration(time, event, risk, horizon).slope
+
+
 def _wolbers_at(time, event, risk):
     return wolbers_c(time, event, risk)
 
@@ -111,7 +118,7 @@ def evaluate(fitted: dict, test, *, horizon: float, n_boot: int) -> pd.DataFrame
         score = model.predict_score(test)
         wc = bootstrap(_wolbers_at, t, e, risk, n=n_boot, seed=0)
         oe = bootstrap(_observed_over_expected, t, e, risk, n=n_boot, seed=0, horizon=horizon)
-        cal = calibration(t, e, risk, horizon)
+        slope = bootstrap(_slope, t, e, risk, n=n_boot, seed=0, horizon=horizon)
         row = {
             "model": name,
             "risk_type": model.risk_type,
@@ -124,7 +131,9 @@ def evaluate(fitted: dict, test, *, horizon: float, n_boot: int) -> pd.DataFrame
             "o_e": oe.estimate,
             "o_e_lo": oe.lower,
             "o_e_hi": oe.upper,
-            "slope": cal.slope,
+            "slope": slope.estimate,
+            "slope_lo": slope.lower,
+            "slope_hi": slope.upper,
             "brier": float(cumulative_incidence_brier_score(t, e, risk[:, None], [horizon])[0]),
             "mae_truth": float(np.mean(np.abs(risk - truth))) if truth is not None else np.nan,
             "mean_risk": float(np.mean(risk)),
@@ -133,6 +142,33 @@ def evaluate(fitted: dict, test, *, horizon: float, n_boot: int) -> pd.DataFrame
             d = compare(wolbers_c, t, e, pair_risk, risk, n=n_boot, seed=0)
             row.update(d_wolbers=d.difference, d_lo=d.lower, d_hi=d.upper)
         rows.append(row)
+    if truth is not None:  # the metric's own check: the true risk should be calibrated
+        wc = bootstrap(_wolbers_at, t, e, truth, n=n_boot, seed=0)
+        oe = bootstrap(_observed_over_expected, t, e, truth, n=n_boot, seed=0, horizon=horizon)
+        slope = bootstrap(_slope, t, e, truth, n=n_boot, seed=0, horizon=horizon)
+        rows.append(
+            {
+                "model": "truth (oracle)",
+                "risk_type": "absolute",
+                "fit_s": np.nan,
+                "wolbers_c": wc.estimate,
+                "wolbers_lo": wc.lower,
+                "wolbers_hi": wc.upper,
+                "harrell_c": harrell_c(t, e, test.truth["true_log_hazard"].to_numpy()),
+                "auc_2": float(competing_risks_auc(t, e, truth, [horizon], definition=2)[0]),
+                "o_e": oe.estimate,
+                "o_e_lo": oe.lower,
+                "o_e_hi": oe.upper,
+                "slope": slope.estimate,
+                "slope_lo": slope.lower,
+                "slope_hi": slope.upper,
+                "brier": float(
+                    cumulative_incidence_brier_score(t, e, truth[:, None], [horizon])[0]
+                ),
+                "mae_truth": 0.0,
+                "mean_risk": float(np.mean(truth)),
+            }
+        )
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -153,7 +189,8 @@ def format_table(table: pd.DataFrame, *, horizon: float) -> str:
             f"| {name} | {r['risk_type']} | {r['fit_s']:.1f} | {r['wolbers_c']:.3f} "
             f"({r['wolbers_lo']:.3f}-{r['wolbers_hi']:.3f}) | {d} | {r['harrell_c']:.3f} | "
             f"{r['auc_2']:.3f} | {r['o_e']:.3f} ({r['o_e_lo']:.3f}-{r['o_e_hi']:.3f}) | "
-            f"{r['slope']:.3f} | {r['brier']:.4f} | {r['mae_truth']:.4f} |"
+            f"{r['slope']:.3f} ({r['slope_lo']:.2f}-{r['slope_hi']:.2f}) | {r['brier']:.4f} | "
+            f"{r['mae_truth']:.4f} |"
         )
     return "\n".join(lines)
 

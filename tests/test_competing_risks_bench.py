@@ -22,7 +22,7 @@ def _module():
 def test_small_run_scores_every_head(capsys):
     bench = _module()
     table = bench.main(["--n", "800", "--bootstrap", "10"])
-    assert list(table.index) == [*bench.HEADS, "frax_refit"]
+    assert list(table.index) == [*bench.HEADS, "frax_refit", "truth (oracle)"]
     assert table.loc["deepsurv", "risk_type"] == "cause_specific"
     assert (table.drop(index="deepsurv")["risk_type"] == "absolute").all()
     numbers = table[["wolbers_c", "harrell_c", "auc_2", "o_e", "brier", "mae_truth"]]
