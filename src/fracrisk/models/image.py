@@ -1,9 +1,11 @@
-r"""Image survival model: an image encoder and the clinical covariates into a Cox head.
+r"""Image survival model: an image encoder and the clinical covariates into a survival head.
 
 :class:`ImageSurvivalModel` is the estimator around :class:`fracrisk.encoders.FusionSurvivalNet`:
-it trains the network on an :class:`~fracrisk.data.ImageCohortDataset` with the mini-batch Cox
-partial likelihood, fits a Breslow baseline hazard on the training patients, and predicts
-absolute survival curves like :class:`~fracrisk.DeepSurv` does for tabular data.
+it trains the network on an :class:`~fracrisk.data.ImageCohortDataset` with its head's loss
+(the mini-batch Cox partial likelihood by default), fits what turns the outputs into curves on
+the training patients (a Breslow baseline, or the head's own grid), and predicts survival
+curves and, with an absolute-risk head, cumulative incidences like :class:`~fracrisk.DeepSurv`
+does for tabular data.
 """
 
 from __future__ import annotations
