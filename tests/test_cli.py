@@ -266,7 +266,7 @@ def test_prepare_images_reports_a_corrupt_file_or_stops_on_it(image_manifest, tm
     import pandas as pd
 
     manifest, root, df = image_manifest
-    bad_file = tmp_path / "P000002_hip_ct.nii.gz"
+    bad_file = root / "corrupt_P000002_hip_ct.nii.gz"  # inside --image-root
     bad_file.write_bytes(b"this is not a CT" * 64)
     df = df.copy()
     df.loc[2, "hip_ct_path"] = str(bad_file)  # row 2 = line 4 of the CSV
@@ -490,7 +490,7 @@ def test_prepare_images_report_says_which_shard_it_covered(image_manifest, tmp_p
     import pandas as pd
 
     manifest, root, df = image_manifest
-    bad_file = tmp_path / "P000002_hip_ct.nii.gz"
+    bad_file = root / "corrupt_P000002_hip_ct.nii.gz"  # inside --image-root
     bad_file.write_bytes(b"this is not a CT" * 64)
     df = df.copy()
     df.loc[2, "hip_ct_path"] = str(bad_file)  # position 2 (line 4): shard 2/3 of 3

@@ -316,7 +316,8 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="directory that relative image paths start from (default: the manifest's "
-        "directory, so that a moved folder still works)",
+        "directory, so that a moved folder still works); when given, a path that resolves "
+        "outside it (../, absolute, or through a symlink) is a bad row and is never read",
     )
     parser.add_argument(
         "--time-column",
@@ -694,6 +695,8 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
                 covariates=[],  # images only: the covariates are the training run's business
                 cache_dir=cache,
                 image_root=image_root,
+                # --image-root is a promise: nothing outside it is read
+                confine_to_root=args.image_root is not None,
                 on_error=args.on_error,
                 prepare_workers=args.workers,
                 progress=not args.no_progress,

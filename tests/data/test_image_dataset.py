@@ -517,3 +517,65 @@ def test_concurrent_writers_share_one_cache(sim, tmp_path):
     assert not [n for n in names if n.name.startswith(".")]  # no temporary file left
     for i in range(6):
         assert torch.equal(datasets[3][i][0], reference[i][0])
+
+
+def test_paths_outside_an_explicit_image_root_are_bad_rows_and_never_read(tmp_path):
+    """../, absolute and symlinked paths that leave image_root are refused, naming the row."""
+    import os
+
+    import nibabel as nib
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    volume = np.full((16, 16, 16), -1000, np.int16)
+    inside_file = root / "ok.nii.gz"
+    secret = outside / "secret.nii.gz"
+    for path in (inside_file, secret):
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+    os.symlink(secret, root / "link.nii.gz")
+    os.symlink(root / "loop_a", root / "loop_b")
+    os.symlink(root / "loop_b", root / "loop_a")
+    df = pd.DataFrame(
+        {
+            "patient_id": ["ok", "dotdot", "absolute", "link", "loop"],
+            "time": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "event": [1, 0, 0, 0, 0],
+            "hip_ct_path": [
+                "ok.nii.gz",
+                "../outside/secret.nii.gz",
+                str(secret),
+                "link.nii.gz",
+                "loop_a",
+            ],
+        }
+    )
+    from fracrisk.exceptions import DataWarning
+
+    with pytest.warns(DataWarning, match="4 of 5 rows left out"):
+        data = ImageCohortDataset(
+            df,
+            "drr",
+            covariates=[],
+            size=(16, 16),
+            image_root=root,
+            on_error="skip",
+            progress=False,
+        )
+    assert list(data.patient_ids) == ["ok"]
+    reasons = {f.patient_id: f.reason for f in data.failures}
+    for pid in ("dotdot", "absolute", "link"):
+        assert "outside the image root" in reasons[pid]
+    assert "cannot be resolved" in reasons["loop"]
+    with pytest.raises(ValueError, match="outside the image root"):
+        ImageCohortDataset(df.iloc[:2], "drr", covariates=[], size=(16, 16), image_root=root)
+    allowed = ImageCohortDataset(
+        df.iloc[:3],
+        "drr",
+        covariates=[],
+        size=(16, 16),
+        image_root=root,
+        confine_to_root=False,
+        progress=False,
+    )
+    assert len(allowed) == 3

@@ -205,6 +205,11 @@ class ImageCohortDataset(Dataset):
         :attr:`~fracrisk.data.Cohort.image_root` (the manifest's directory for a cohort
         read by :meth:`~fracrisk.data.Cohort.read`, which also makes its declared image
         columns absolute), else the working directory.
+    confine_to_root : bool, optional
+        Refuse rows whose image path, relative or absolute, resolves (symlinks followed)
+        outside ``image_root``, or cannot be resolved (a symlink loop): they are bad rows
+        (``on_error``) and never read. None (default): True when ``image_root`` is given
+        here, False when it comes from the cohort.
     file_identity : {"content", "stat"}, default "content"
         How cache keys identify an image file: by its bytes, or by path, size and
         modification time (faster for very large cohorts; a file rewritten in place within
@@ -285,6 +290,7 @@ class ImageCohortDataset(Dataset):
         keypoint_columns: str | Sequence[str] | None = None,
         detector=None,
         image_root: str | os.PathLike | None = None,
+        confine_to_root: bool | None = None,
         file_identity: str = "content",
         prepare_workers: int = 0,
         progress: bool = True,
@@ -315,9 +321,16 @@ class ImageCohortDataset(Dataset):
                 f"image column {self.image_column!r} is not in the table{hint}; name it with "
                 "image_column="
             )
+        if confine_to_root not in (None, True, False):
+            raise TypeError(f"confine_to_root must be True, False or None, got {confine_to_root!r}")
+        self.confine_to_root = bool(
+            image_root is not None if confine_to_root is None else confine_to_root
+        )
         if image_root is None:
             image_root = getattr(cohort, "image_root", None)
         self.image_root = None if image_root is None else Path(image_root)
+        if self.confine_to_root and self.image_root is None:
+            raise ValueError("confine_to_root=True needs image_root: the folder to stay in")
         self._check_step_options(
             views,
             window,
@@ -558,6 +571,22 @@ class ImageCohortDataset(Dataset):
             "counts": {},
         }
 
+    def _escape_reason(self, source) -> str | None:
+        """Why ``source`` may not be read under ``confine_to_root`` (None if it may)."""
+        root = os.path.realpath(self.image_root)
+        try:
+            target = os.path.realpath(resolve_path(source, self.image_root), strict=True)
+        except FileNotFoundError:
+            return None  # reading it will report the missing file
+        except OSError as err:  # e.g. a symlink loop
+            return f"the path cannot be resolved ({err.strerror or err})"
+        if os.path.commonpath([root, target]) != root:
+            return (
+                f"the path resolves outside the image root {root!r} (to {target!r}); pass "
+                "confine_to_root=False to allow it"
+            )
+        return None
+
     def _row_failure(self, p: int, result: Prepared) -> ImageFailure:
         """The failure of row ``p``, naming the column at fault."""
         column = self.image_column
@@ -570,8 +599,13 @@ class ImageCohortDataset(Dataset):
         for p in range(len(self._paths)):
             if p in policy.failures:
                 continue
+            reason = None
             if self._paths[p] is None:
-                failure = self._failure(p, self.image_column, "no image path given (missing value)")
+                reason = "no image path given (missing value)"
+            elif self.confine_to_root:
+                reason = self._escape_reason(self._paths[p])
+            if reason is not None:
+                failure = self._failure(p, self.image_column, reason)
                 if policy.stops:
                     policy.raise_first(failure)
                 policy.add(p, failure)
