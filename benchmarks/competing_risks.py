@@ -105,6 +105,29 @@ def fit_models(train, heads=HEADS, *, reference: bool = True) -> dict:
     return fitted
 
 
+def _metrics(t, e, risk, score, truth, *, horizon: float, n_boot: int) -> dict:
+    """The module notes' metrics of one horizon risk and one ranking score."""
+    wc = bootstrap(_wolbers_at, t, e, risk, n=n_boot, seed=0)
+    oe = bootstrap(_observed_over_expected, t, e, risk, n=n_boot, seed=0, horizon=horizon)
+    slope = bootstrap(_slope, t, e, risk, n=n_boot, seed=0, horizon=horizon)
+    return {
+        "wolbers_c": wc.estimate,
+        "wolbers_lo": wc.lower,
+        "wolbers_hi": wc.upper,
+        "harrell_c": harrell_c(t, e, score),
+        "auc_2": float(competing_risks_auc(t, e, risk, [horizon], definition=2)[0]),
+        "o_e": oe.estimate,
+        "o_e_lo": oe.lower,
+        "o_e_hi": oe.upper,
+        "slope": slope.estimate,
+        "slope_lo": slope.lower,
+        "slope_hi": slope.upper,
+        "brier": float(cumulative_incidence_brier_score(t, e, risk[:, None], [horizon])[0]),
+        "mae_truth": float(np.mean(np.abs(risk - truth))) if truth is not None else np.nan,
+        "mean_risk": float(np.mean(risk)),
+    }
+
+
 def evaluate(fitted: dict, test, *, horizon: float, n_boot: int) -> pd.DataFrame:
     """One row per model: the metrics of the module notes."""
     t, e = test.time, test.event
@@ -116,59 +139,17 @@ def evaluate(fitted: dict, test, *, horizon: float, n_boot: int) -> pd.DataFrame
     for name, (model, seconds) in fitted.items():
         risk = model.predict_risk(test, horizon).to_numpy()
         score = model.predict_score(test)
-        wc = bootstrap(_wolbers_at, t, e, risk, n=n_boot, seed=0)
-        oe = bootstrap(_observed_over_expected, t, e, risk, n=n_boot, seed=0, horizon=horizon)
-        slope = bootstrap(_slope, t, e, risk, n=n_boot, seed=0, horizon=horizon)
-        row = {
-            "model": name,
-            "risk_type": model.risk_type,
-            "fit_s": seconds,
-            "wolbers_c": wc.estimate,
-            "wolbers_lo": wc.lower,
-            "wolbers_hi": wc.upper,
-            "harrell_c": harrell_c(t, e, score),
-            "auc_2": float(competing_risks_auc(t, e, risk, [horizon], definition=2)[0]),
-            "o_e": oe.estimate,
-            "o_e_lo": oe.lower,
-            "o_e_hi": oe.upper,
-            "slope": slope.estimate,
-            "slope_lo": slope.lower,
-            "slope_hi": slope.upper,
-            "brier": float(cumulative_incidence_brier_score(t, e, risk[:, None], [horizon])[0]),
-            "mae_truth": float(np.mean(np.abs(risk - truth))) if truth is not None else np.nan,
-            "mean_risk": float(np.mean(risk)),
-        }
+        row = {"model": name, "risk_type": model.risk_type, "fit_s": seconds}
+        row.update(_metrics(t, e, risk, score, truth, horizon=horizon, n_boot=n_boot))
         if pair_risk is not None and name != "cause_specific":
             d = compare(wolbers_c, t, e, pair_risk, risk, n=n_boot, seed=0)
             row.update(d_wolbers=d.difference, d_lo=d.lower, d_hi=d.upper)
         rows.append(row)
     if truth is not None:  # the metric's own check: the true risk should be calibrated
-        wc = bootstrap(_wolbers_at, t, e, truth, n=n_boot, seed=0)
-        oe = bootstrap(_observed_over_expected, t, e, truth, n=n_boot, seed=0, horizon=horizon)
-        slope = bootstrap(_slope, t, e, truth, n=n_boot, seed=0, horizon=horizon)
-        rows.append(
-            {
-                "model": "truth (oracle)",
-                "risk_type": "absolute",
-                "fit_s": np.nan,
-                "wolbers_c": wc.estimate,
-                "wolbers_lo": wc.lower,
-                "wolbers_hi": wc.upper,
-                "harrell_c": harrell_c(t, e, test.truth["true_log_hazard"].to_numpy()),
-                "auc_2": float(competing_risks_auc(t, e, truth, [horizon], definition=2)[0]),
-                "o_e": oe.estimate,
-                "o_e_lo": oe.lower,
-                "o_e_hi": oe.upper,
-                "slope": slope.estimate,
-                "slope_lo": slope.lower,
-                "slope_hi": slope.upper,
-                "brier": float(
-                    cumulative_incidence_brier_score(t, e, truth[:, None], [horizon])[0]
-                ),
-                "mae_truth": 0.0,
-                "mean_risk": float(np.mean(truth)),
-            }
-        )
+        score = test.truth["true_log_hazard"].to_numpy()
+        row = {"model": "truth (oracle)", "risk_type": "absolute", "fit_s": np.nan}
+        row.update(_metrics(t, e, truth, score, truth, horizon=horizon, n_boot=n_boot))
+        rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 

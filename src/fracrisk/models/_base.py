@@ -194,6 +194,12 @@ class SurvivalModel:
         out.attrs["risk_type"] = "absolute"
         return out
 
+    def _set_curves(self, curves: OutputCurves) -> None:
+        """Keep what turns outputs into curves (and its fracture baseline, if it has one)."""
+        self.curves_ = curves
+        if hasattr(curves, "baseline_hazard_"):
+            self.baseline_hazard_ = curves.baseline_hazard_
+
     def _survival_frame(self, values: np.ndarray, index: pd.Index, times) -> pd.DataFrame:
         """Patients x times frame labelled with the risk type."""
         frame = pd.DataFrame(
@@ -546,11 +552,6 @@ class SurvivalEstimator(SurvivalModel):
         )
         self.n_train_ = len(cohort)
         return self
-
-    def _set_curves(self, curves: OutputCurves) -> None:
-        self.curves_ = curves
-        if hasattr(curves, "baseline_hazard_"):
-            self.baseline_hazard_ = curves.baseline_hazard_  # the fracture baseline
 
     def _fit_network(
         self,

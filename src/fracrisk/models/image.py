@@ -575,11 +575,6 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         self.n_train_ = len(data)
         return self
 
-    def _set_curves(self, curves: OutputCurves) -> None:
-        self.curves_ = curves
-        if hasattr(curves, "baseline_hazard_"):
-            self.baseline_hazard_ = curves.baseline_hazard_  # the fracture baseline
-
     def _fit_stage_two(self, plain, data: ImageCohortDataset, train_rows: np.ndarray):
         """Stage 2: penalised Cox on covariates + the stage-1 predictions, on every row."""
         from fracrisk.models.coxph import CoxPH, cross_validated_penalizer
