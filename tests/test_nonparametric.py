@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
 
-from fracrisk.nonparametric import aalen_johansen, kaplan_meier, observed_risk
+from fracrisk.nonparametric import (
+    aalen_johansen,
+    aalen_johansen_interval,
+    kaplan_meier,
+    observed_risk,
+)
 
 
 def _competing_data(n: int, seed: int, *, p_competing: float = 1.0):
@@ -163,3 +168,39 @@ def test_observed_risk_beyond_follow_up(event):
 def test_observed_risk_rejects_bad_horizon(horizon):
     with pytest.raises(ValueError, match="horizon must be a positive number of years"):
         observed_risk([1.0, 2.0], [1, 0], horizon, carry_forward=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aalen_johansen_interval_matches_lifelines(seed):
+    """Estimate and 95% interval equal lifelines' delta-method log(-log) interval (no ties)."""
+    rng = np.random.default_rng(seed)
+    n = 300
+    time = rng.exponential(5.0, n).round(6) + rng.uniform(0, 1e-4, n)
+    event = rng.choice([0, 1, 2], size=n, p=[0.4, 0.35, 0.25])
+    horizon = float(np.quantile(time, 0.6))
+    estimate, lower, upper = aalen_johansen_interval(time, event, horizon)
+    ajf = AalenJohansenFitter(calculate_variance=True).fit(time, event, event_of_interest=1)
+    at = ajf.cumulative_density_.index[ajf.cumulative_density_.index <= horizon][-1]
+    # lifelines 0.30 labels its two columns "upper" then "lower" but fills the first with
+    # the smaller bound, so compare the sorted pair.
+    ci = sorted(ajf.confidence_interval_.loc[at].to_numpy(float))
+    assert estimate == pytest.approx(float(ajf.cumulative_density_.loc[at].iloc[0]), abs=1e-10)
+    assert (lower, upper) == pytest.approx(tuple(ci), abs=1e-8)
+    assert 0 < lower < estimate < upper < 1
+
+
+def test_aalen_johansen_interval_narrows_with_sample_size():
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (200, 3200):
+        time = rng.exponential(5.0, n)
+        event = rng.choice([0, 1, 2], size=n, p=[0.4, 0.35, 0.25])
+        _, lower, upper = aalen_johansen_interval(time, event, 3.0)
+        widths.append(upper - lower)
+    assert widths[1] < widths[0] / 3  # about 1/sqrt(16) = 1/4 of the width
+
+
+def test_aalen_johansen_interval_without_events_is_open_above():
+    estimate, lower, upper = aalen_johansen_interval([1.0, 2.0, 3.0], [0, 2, 0], 2.5)
+    assert (estimate, lower) == (0.0, 0.0)
+    assert np.isnan(upper)

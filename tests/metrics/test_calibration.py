@@ -20,7 +20,12 @@ from scipy import stats  # noqa: E402
 
 from fracrisk.exceptions import DataWarning  # noqa: E402
 from fracrisk.metrics import calibration, d_calibration  # noqa: E402
-from fracrisk.nonparametric import aalen_johansen, kaplan_meier, observed_risk  # noqa: E402
+from fracrisk.nonparametric import (
+    aalen_johansen,
+    aalen_johansen_interval,
+    kaplan_meier,
+    observed_risk,
+)  # noqa: E402
 
 HORIZON = 5.0
 
@@ -202,8 +207,10 @@ def test_competing_table_uses_aalen_johansen(competing_cohort):
     ):
         expected = aalen_johansen(time[members], event[members], times=[HORIZON])[0]
         assert row.observed == pytest.approx(expected, abs=1e-12)
-    assert res.table["observed_lower"].isna().all()
-    ax = res.plot()  # NaN error bars must not break the plot
+        interval = aalen_johansen_interval(time[members], event[members], HORIZON)
+        assert (row.observed_lower, row.observed_upper) == pytest.approx(interval[1:])
+        assert row.observed_lower < row.observed < row.observed_upper
+    ax = res.plot()
     plt.close(ax.figure)
 
 

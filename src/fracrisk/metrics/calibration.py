@@ -18,7 +18,7 @@ from scipy import stats
 from fracrisk._checks import check_survival_inputs, check_times
 from fracrisk.exceptions import DataWarning
 from fracrisk.metrics._ipcw import CensoringSurvival
-from fracrisk.nonparametric import aalen_johansen, observed_risk
+from fracrisk.nonparametric import aalen_johansen_interval, observed_risk
 
 __all__ = ["CalibrationResult", "DCalibrationResult", "calibration", "d_calibration"]
 
@@ -35,7 +35,9 @@ class CalibrationResult:
         Years.
     table : pandas.DataFrame
         Per risk group: ``n``, mean ``predicted`` risk, ``observed`` risk and its 95%
-        interval (``observed_lower``/``observed_upper``; Greenwood, Kaplan-Meier only).
+        interval (``observed_lower``/``observed_upper``: Greenwood for Kaplan-Meier, the
+        delta-method interval of :func:`~fracrisk.nonparametric.aalen_johansen_interval`
+        with deaths competing).
     observed, expected : float
         Overall observed risk and mean predicted risk.
     observed_expected : float
@@ -131,9 +133,8 @@ def _group_table(t, e, p, horizon, groups):
     for g in np.unique(group):
         member = group == g
         tg, eg = t[member], e[member]
-        lower = upper = np.nan
         if competing:
-            obs = float(aalen_johansen(tg, eg, times=[horizon])[0])
+            obs, lower, upper = aalen_johansen_interval(tg, eg, horizon)
         else:
             obs, lower, upper = _km_risk_with_ci(tg, eg, horizon)
         rows.append(
