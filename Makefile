@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.fracrisk-installed
 # torch and torchvision are pinned to builds that install together (timm needs torchvision).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint bench bench-drr bench-training docs clean
+.PHONY: demo test lint bench bench-drr bench-training docs clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/fracrisk demo --out runs/demo --overwrite
 
-test: $(STAMP)
+# The report test opens the HTML report in headless Chromium: Debian's package, installed once.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) chromium
 	$(PY) -m ruff check src tests benchmarks examples scripts
 	$(PY) -m pytest -n 2 -q
 

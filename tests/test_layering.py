@@ -34,6 +34,7 @@ LIBRARY = (
     "baseline_hazard",
     "nonparametric",
     "preprocessing",
+    "evaluation",
 )
 
 
