@@ -264,25 +264,12 @@ def _models(args, preset: dict, train: Cohort) -> dict:
 
 def _fit(model, covariates, train: Cohort):
     if covariates == "images":
-        return model.fit(_with_labels(train, model.auxiliary))
+        from fracrisk.simulate import with_labels
+
+        return model.fit(with_labels(train, list(model.auxiliary)))
     if covariates is None:
         return model.fit(train)
     return model.fit(train, covariates=covariates)
-
-
-def _with_labels(train: Cohort, targets: dict) -> Cohort:
-    """The training cohort plus the dense targets kept in the simulator's truth (labels)."""
-    labels = [t for t in targets if t not in train.df.columns]
-    if not labels:
-        return train
-    df = train.df.join(train.truth[labels])
-    return Cohort(
-        df,
-        **train.roles(),
-        missing=train.missing_report.policy,
-        truth=train.truth,
-        image_root=train.image_root,
-    )
 
 
 def _r2(y: np.ndarray, estimate: np.ndarray) -> float:

@@ -29,7 +29,8 @@ Metrics per model and test set: Harrell's and Uno's C with percentile bootstrap 
 time-dependent AUC at 2/3/5 years, calibration at ``--horizon`` years (O/E, slope), and
 paired bootstrap comparisons (difference in C, 95% CI, p) of the image models against the
 FRAX-style baselines and the clinical Cox model. Outputs, written atomically into ``--out``:
-``report.md``, ``results.json``, ``calibration_<set>.png``, ``survival_curves_<set>.png``,
+``report.md`` (published against measured), ``report.html`` (every table and plot of the
+evaluation layer, both test sets), ``evaluation.json``, ``results.json``,
 ``predictions_<set>.csv``, the cohorts (Parquet, with truth) and the saved models.
 
 Usage::
@@ -68,21 +69,15 @@ from fracrisk.baselines import FraxStyleCalculator, FraxStyleRefit
 from fracrisk.data import ImageCohortDataset
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.schema import BINARY_RISK_FACTORS
-from fracrisk.demo import _markdown_table, _plot_calibration, _plot_curves
+from fracrisk.evaluation import ORACLE, Evaluation, ModelCard, evaluate, write_report
+from fracrisk.evaluation.evaluate import markdown_table as _markdown_table
 from fracrisk.imaging import default_train_transform
-from fracrisk.metrics import (
-    bootstrap,
-    calibration,
-    compare,
-    cumulative_dynamic_auc,
-    harrell_c,
-    uno_c,
-)
+from fracrisk.metrics import harrell_c
 from fracrisk.simulate import cohort as simulate_cohort
 
 _MARKER = "results.json"
 _SAVED_NAMES = {"images + clinical": "image_clinical", "images only": "image_only"}
-_ORACLE = "oracle (true log hazard)"
+_ORACLE = ORACLE  # the simulator's truth, scored by the evaluation layer
 _SPLIT, _INDEPENDENT = "split", "independent"
 
 
@@ -246,9 +241,9 @@ class _FrozenLogHazard:
     like the tabular ones. The curves use the model's own Breslow baseline hazard.
     """
 
-    def __init__(self, log_hazard: pd.Series, baseline, risk_label: str) -> None:
+    def __init__(self, log_hazard: pd.Series, baseline, model) -> None:
         self.log_hazard, self.baseline = log_hazard, baseline
-        self.risk_label = risk_label
+        self.risk_label, self.risk_type = model.risk_label, model.risk_type
 
     def predict_score(self, data: Cohort) -> np.ndarray:
         return self.log_hazard.loc[data.ids].to_numpy()
@@ -268,7 +263,7 @@ class _WithoutColumns:
 
     def __init__(self, model, columns: tuple[str, ...]) -> None:
         self.model, self.columns = model, list(columns)
-        self.risk_label = model.risk_label
+        self.risk_label, self.risk_type = model.risk_label, model.risk_type
 
     def _table(self, data: Cohort) -> pd.DataFrame:
         return data.df.drop(columns=[c for c in self.columns if c in data.df.columns])
@@ -281,23 +276,6 @@ class _WithoutColumns:
 
     def predict_survival(self, data: Cohort, times) -> pd.DataFrame:
         return self.model.predict_survival(self._table(data), times)
-
-
-class _Oracle:
-    """The simulator's truth: true log hazard (ranking) and true risks with death competing."""
-
-    def predict_score(self, data: Cohort) -> np.ndarray:
-        return data.truth["true_log_hazard"].to_numpy()
-
-    def predict_risk(self, data: Cohort, horizon: float) -> pd.Series:
-        column = f"risk_{horizon:g}y"
-        if column not in data.truth.columns:
-            raise ValueError(f"the simulator's truth has no {column} (only 2, 5 and 10 years)")
-        return pd.Series(data.truth[column].to_numpy(), index=data.ids)
-
-
-#: What the oracle's risk is; every model states its own (``model.risk_label``).
-_ORACLE_RISK = "true absolute risk (death competing)"
 
 
 def _ci(result) -> dict:
@@ -335,75 +313,78 @@ def _summary(cohort: Cohort) -> dict:
 # ----------------------------------------------------------------------------- evaluation
 def _evaluate(
     models: dict, train: Cohort, test: Cohort, args, design: StudyDesign, log
-) -> tuple[list[dict], dict, list[dict], dict]:
-    """Every metric for every model on one test set; returns rows, calibrations, comparisons."""
-    t, e = test.time, test.event
-    censoring = {"train_time": train.time, "train_event": train.event}
-    scores, rows, calibrations, risks = {}, [], {}, {}
-    for name, model in models.items():
-        score = np.asarray(model.predict_score(test), dtype=np.float64)
-        scores[name] = score
-        risk = np.asarray(model.predict_risk(test, args.horizon), dtype=np.float64)
-        risks[name] = risk
-        row: dict = {"model": name, "risk": getattr(model, "risk_label", _ORACLE_RISK)}
-        harrell, why = _safe(bootstrap, harrell_c, t, e, score, n=args.n_boot, seed=args.seed)
-        row["harrell"] = _ci(harrell) if harrell else {"estimate": float("nan"), "why": why}
-        uno, why = _safe(
-            bootstrap, uno_c, t, e, score, n=args.n_boot, seed=args.seed, tau=args.tau, **censoring
-        )
-        row["uno"] = _ci(uno) if uno else {"estimate": float("nan"), "why": why}
-        row["auc"] = {}
-        for x in args.auc_times:
-            if not (t.min() <= x < t.max()):
-                row["auc"][f"{x:g}"] = None  # beyond this test set's follow-up
-                continue
-            auc, _ = _safe(cumulative_dynamic_auc, t, e, score, [x], **censoring)
-            row["auc"][f"{x:g}"] = None if auc is None else float(auc[0][0])
-        calib, why = _safe(calibration, t, e, risk, args.horizon)
-        if calib is not None:
-            calibrations[name] = calib
+) -> tuple[list[dict], Evaluation, list[dict], dict]:
+    """Every metric for every model on one test set, by :func:`fracrisk.evaluation.evaluate`.
+
+    Returns the rows and comparisons in this report's layout, the evaluation itself (for
+    the HTML report) and the scores and risks (for ``predictions_<set>.csv``).
+    """
+    pairs = [(c, r) for c in (_IMG_CLIN, _IMG_ONLY, _TEX_CLIN) for r in design.references]
+    result = evaluate(
+        models,
+        test,
+        horizons=[args.horizon],
+        train=train,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        tau=args.tau,
+        auc_times=args.auc_times,
+        pairs=pairs,
+        subgroups=False,
+        context={"study": args.study, "split": design.split_method},
+    )
+    discrimination = result.discrimination.set_index("model")
+    kinds = result.models.set_index("model")["risk"]
+    rows = []
+    for name in discrimination.index:
+        d = discrimination.loc[name]
+        row: dict = {"model": name, "risk": str(kinds[name])}
+        for key in ("harrell", "uno"):
+            row[key] = {
+                "estimate": float(d[key]),
+                "lower": float(d[f"{key}_lower"]),
+                "upper": float(d[f"{key}_upper"]),
+            }
+        auc = result.auc[result.auc["model"] == name].set_index("time")["auc"]
+        row["auc"] = {f"{x:g}": (float(auc[x]) if x in auc.index else None) for x in args.auc_times}
+        calib = result.calibration[result.calibration["model"] == name]
+        if len(calib):
+            c = calib.iloc[0]
             row["calibration"] = {
-                "observed": calib.observed,
-                "expected": calib.expected,
-                "O/E": calib.observed_expected,
-                "intercept": calib.intercept,
-                "slope": calib.slope,
-                "ICI": calib.ici,
+                "observed": float(c["observed"]),
+                "expected": float(c["expected"]),
+                "O/E": float(c["oe"]),
+                "intercept": float(c["intercept"]),
+                "slope": float(c["slope"]),
+                "ICI": float(c["ici"]),
             }
         else:
-            row["calibration"] = {"why": why}
+            row["calibration"] = {"why": "not computed (see the evaluation notes)"}
         rows.append(row)
         log(f"      {name:34s} Harrell C {_fmt(row['harrell'])}, Uno C {_fmt(row['uno'])}")
     comparisons = []
-    for challenger in (_IMG_CLIN, _IMG_ONLY, _TEX_CLIN):
-        for reference in design.references:
-            for metric_name, metric, kwargs in (
-                ("Harrell C", harrell_c, {}),
-                ("Uno C", uno_c, {"tau": args.tau, **censoring}),
-            ):
-                result, why = _safe(
-                    compare,
-                    metric,
-                    t,
-                    e,
-                    scores[reference],
-                    scores[challenger],
-                    n=args.n_boot,
-                    seed=args.seed,
-                    **kwargs,
-                )
-                entry = {"model": challenger, "reference": reference, "metric": metric_name}
-                if result is None:
-                    entry["why"] = why
-                else:
-                    entry.update(
-                        difference=result.difference,
-                        lower=result.lower,
-                        upper=result.upper,
-                        p_value=result.p_value,
-                    )
-                comparisons.append(entry)
-    return rows, calibrations, comparisons, {"scores": scores, "risks": risks}
+    for c in result.comparisons.itertuples(index=False):
+        comparisons.append(
+            {
+                "model": c.model,
+                "reference": c.reference,
+                "metric": c.metric,
+                "difference": float(c.difference),
+                "lower": float(c.lower),
+                "upper": float(c.upper),
+                "p_value": float(c.p_value),
+            }
+        )
+    scores = {
+        name: np.asarray(m.predict_score(test), dtype=np.float64) for name, m in models.items()
+    }
+    risks = {
+        name: np.asarray(m.predict_risk(test, args.horizon), dtype=np.float64)
+        for name, m in models.items()
+    }
+    scores[_ORACLE] = test.truth["true_log_hazard"].to_numpy(np.float64)
+    risks[_ORACLE] = test.truth[f"risk_{args.horizon:g}y"].to_numpy(np.float64)
+    return rows, result, comparisons, {"scores": scores, "risks": risks}
 
 
 def _verdict(entry: dict) -> str:
@@ -596,7 +577,7 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
             label: _FrozenLogHazard(
                 texture_model.predict_log_hazard(part),
                 texture_model.cox_.baseline_hazard_,
-                texture_model.risk_label,
+                texture_model,
             )
             for label, part in (("train", train), *tests.items())
         }
@@ -650,25 +631,27 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
                 name: _FrozenLogHazard(
                     model.predict_log_hazard(datasets[label][name]),
                     model.baseline_hazard_,
-                    model.risk_label,
+                    model,
                 )
                 for name, model in image_models.items()
             }
             frozen[label][_TEX_CLIN] = texture[label]
         training_c = {}
-        for name, model in {**frozen["train"], **tabular, _ORACLE: _Oracle()}.items():
+        for name, model in {**frozen["train"], **tabular}.items():
             training_c[name] = float(harrell_c(train.time, train.event, model.predict_score(train)))
+        true_score = train.truth["true_log_hazard"].to_numpy()
+        training_c[_ORACLE] = float(harrell_c(train.time, train.event, true_score))
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             for label, data in tests.items():
                 log(f"      test set: {label} ({len(data)} patients, {data.n_events} fractures)")
-                models = {**frozen[label], **tabular, _ORACLE: _Oracle()}
-                rows, calibrations, comparisons, predictions = _evaluate(
+                models = {**frozen[label], **tabular}
+                rows, result, comparisons, predictions = _evaluate(
                     models, train, data, args, design, log
                 )
                 evaluation[label] = {
                     "rows": rows,
-                    "calibrations": calibrations,
+                    "evaluation": result,
                     "comparisons": comparisons,
                     "models": models,
                     "predictions": predictions,
@@ -686,25 +669,16 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
             predictions["time"], predictions["event"] = data.time, data.event
             with atomic_path(out / f"predictions_{label}.csv") as tmp:
                 predictions.to_csv(tmp)
-            calibrations = evaluation[label]["calibrations"]
-            shown = [_IMG_CLIN, _IMG_ONLY, _COX, design.references[0], _ORACLE]
-            _plot_calibration(
-                out / f"calibration_{label}.png",
-                {k: calibrations[k] for k in dict.fromkeys(shown) if k in calibrations},
-                args.horizon,
-            )
-            ranked = np.argsort(evaluation[label]["predictions"]["scores"][_IMG_CLIN])
-            centiles = (np.array([0.05, 0.5, 0.95]) * (len(data) - 1)).astype(int)
-            models = evaluation[label]["models"]
-            refit = _REFIT_BMD if _REFIT_BMD in design.references else _REFIT
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # curves drawn up to the test follow-up
-                _plot_curves(
-                    out / f"survival_curves_{label}.png",
-                    {k: models[k] for k in (_IMG_CLIN, _COX, refit)},
-                    data,
-                    data.df.index[ranked[centiles]],
-                )
+        write_report(
+            {f"{args.study}: {label} test set": evaluation[label]["evaluation"] for label in tests},
+            out,
+            title=f"Reproduction of {args.study} on the simulator",
+            card=ModelCard(
+                data=f"simulated {args.study} design ({design.preset} preset)",
+                split=f"{design.split_method}; independent cohort of {args.extra_n} patients",
+            ),
+            names={"markdown": "evaluation.md"},
+        )
         for name, model in image_models.items():
             model.save(out / "models" / _SAVED_NAMES[name])
         texture_model.save(out / "models" / "texture_clinical")
@@ -963,14 +937,9 @@ def _write_report(out: Path, results: dict, tables: dict, design: StudyDesign, a
         "(O/E < 1 expected). The FRAX-style models give the absolute risk with death "
         "competing; the calculator is calibrated to UK FRAX, not to this cohort.",
         "",
-        "![calibration, split test](calibration_split.png)",
-        "![calibration, independent test](calibration_independent.png)",
-        "",
-        "Per-patient survival curves (5th, 50th, 95th centile of the image + clinical "
-        "model's score; dots: true risk with death competing):",
-        "",
-        "![survival curves, split test](survival_curves_split.png)",
-        "![survival curves, independent test](survival_curves_independent.png)",
+        "Calibration plots with observed-risk intervals, decision curves, Kaplan-Meier "
+        "curves by risk quartile and per-patient survival curves of both test sets are in "
+        "[report.html](report.html) (the evaluation layer's report).",
         "",
         "## Training",
         "",

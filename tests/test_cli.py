@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,22 +14,20 @@ from fracrisk.cli import main
 
 def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["demo", "--out", str(out), "--n", "2500", "--bootstrap", "50", "--no-progress"]
+    args = ["demo", "--out", str(out), "--studies", "population", "--n", "2500"]
+    args += ["--bootstrap", "50", "--no-progress"]
     assert main(args) == 0
-    names = {p.name for p in out.iterdir()}
-    assert {
-        "report.md",
-        "run.json",
-        "predictions.csv",
-        "survival_curves.png",
-        "calibration.png",
-        "decision_curve.png",
-        "metrics.csv",
-        "cohort.parquet",
-        "models",
-    } <= names
+    assert {"report.html", "report.md", "evaluation.json", "run.json", "population"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert {"cohort.parquet", "predictions.csv", "models"} <= {
+        p.name for p in (out / "population").iterdir()
+    }
     run = json.loads((out / "run.json").read_text())
-    models = [row["model"] for row in run["metrics"]]
+    assert run["versions"]["torch"] and run["studies"]["population"]["n"] == 2500
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    (study,) = evaluation["studies"].values()
+    models = [row["model"] for row in study["discrimination"]]
     assert models == [
         "FRAX-style calculator",
         "FRAX-style refit",
@@ -37,21 +36,37 @@ def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
         "DeepSurv (death competing)",
         "truth (oracle)",
     ]
-    for row in run["metrics"]:
-        harrell = float(row["Harrell C (95% CI)"].split()[0])
-        assert 0.6 < harrell < 0.9, row
-    assert 0.8 < run["calibration"]["CoxPH"]["O/E"] < 1.25
+    for row in study["discrimination"]:
+        assert 0.6 < row["harrell"] < 0.9, row
+        assert row["harrell_lower"] < row["harrell"] < row["harrell_upper"]
+    assert study["info"]["horizons"] == [5.0, 10.0]  # the test patients reach 10 years
+    oe = {(r["model"], r["horizon"]): r["oe"] for r in study["calibration"]}
+    assert 0.8 < oe[("CoxPH", 5.0)] < 1.25
     # the absolute-risk head predicts less than the death-censored one (death competes)
-    absolute = run["calibration"]["DeepSurv (death competing)"]["O/E"]
-    assert absolute > run["calibration"]["DeepSurv"]["O/E"]
-    assert [c.split(",")[0] for c in run["comparisons"]] == [
-        "DeepSurv vs FRAX-style refit",
-        "DeepSurv vs CoxPH",
-    ]
-    assert "DeepSurv vs CoxPH" in capsys.readouterr().out
+    assert oe[("DeepSurv (death competing)", 10.0)] > oe[("DeepSurv", 10.0)]
+    groups = [g for g in study["calibration_groups"] if g["events"] > 0]
+    assert all(g["observed_lower"] < g["observed"] < g["observed_upper"] for g in groups)
+    predictions = pd.read_csv(out / "population" / "predictions.csv", index_col=0)
+    assert {"CoxPH | risk 10 y", "CoxPH | S(3 y)", "truth | risk 10 y"} <= set(predictions)
+    printed = capsys.readouterr().out
+    assert "Harrell C (95% CI)" in printed and "report:" in printed
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     assert main(args) == 2
     assert "overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_with_images_has_cnn_rows_and_grad_cam(tmp_path):
+    out = tmp_path / "run"
+    args = ["demo", "--out", str(out), "--studies", "kong2022", "--n", "500", "--epochs", "1"]
+    assert main([*args, "--bootstrap", "20", "--no-progress"]) == 0
+    (study,) = json.loads((out / "evaluation.json").read_text())["studies"].values()
+    kinds = {row["model"]: row["class"] for row in study["models"]}
+    assert kinds["images only (CNN)"] == kinds["images + clinical (CNN)"] == "ImageSurvivalModel"
+    html = (out / "report.html").read_text()
+    assert "Image explanations" in html and "Grad-CAM of the image part of its Cox stage" in html
+    saved = {p.name for p in (out / "kong2022" / "models").iterdir()}
+    assert {"images_only_cnn", "images_clinical_cnn", "coxph"} <= saved
 
 
 def test_overwrite_refuses_directories_that_are_not_runs(tmp_path, capsys):
@@ -73,7 +88,6 @@ FRAX_HEADER = (
 
 
 def test_frax_command_adds_probabilities_and_warns_on_clamped_age(tmp_path, capsys):
-    import pandas as pd
 
     source = tmp_path / "patients.csv"
     source.write_text(FRAX_HEADER + "65,F,25,1,0,0,0,0,0,0,-2.5\n95,M,27,0,0,1,0,0,0,0,\n")

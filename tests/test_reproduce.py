@@ -24,15 +24,14 @@ MODELS = {
     "FRAX-style calculator (BMD)",
     "FRAX-style refit (no BMD)",
     "FRAX-style refit (BMD)",
-    "oracle (true log hazard)",
+    "truth (oracle)",
 }
 FILES = (
     "report.md",
     "results.json",
-    "calibration_split.png",
-    "calibration_independent.png",
-    "survival_curves_split.png",
-    "survival_curves_independent.png",
+    "report.html",
+    "evaluation.json",
+    "evaluation.md",
     "predictions_split.csv",
     "predictions_independent.csv",
 )
@@ -82,7 +81,7 @@ def test_quick_reproduction_writes_report_with_finite_c(tmp_path, study, sizes):
         assert comparisons and all(math.isfinite(c["difference"]) for c in comparisons)
         risks = {row["model"]: row["risk"] for row in rows}
         assert risks["images + clinical"] == risks["CoxPH clinical"]  # cause-specific both
-        assert risks["images + clinical"] != risks["oracle (true log hazard)"]
+        assert risks["images + clinical"] != risks["truth (oracle)"]
         assert risks["FRAX-style calculator (no BMD)"] == risks["FRAX-style calculator (BMD)"]
     report = (out / "report.md").read_text()
     assert "published test C" in report and "independent" in report

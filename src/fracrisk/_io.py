@@ -161,6 +161,9 @@ def staged_output_dir(
     staging = Path(
         tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
     )
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp creates 0700; give the usual folder mode
     try:
         yield staging
         for file in staging.rglob("*"):

@@ -27,6 +27,9 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
 
 __all__ = ["main"]
 
@@ -44,23 +47,49 @@ def _command(name: str, add_arguments):
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    parser.add_argument("--n", type=int, default=8000, help="patients to simulate (default 8000)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--horizon",
-        type=float,
-        default=5.0,
-        help="risk horizon in years for calibration (default 5)",
+    from fracrisk.demo import STUDIES
+
+    parser.description = (
+        "Simulate a population cohort, a spine-radiograph cohort (Kong 2022) and a hip-CT "
+        "cohort (Kim 2024) with images; fit the FRAX-style baselines, CoxPH, DeepSurv and the "
+        "image CNNs; evaluate on a temporal split with bootstrap CIs; write report.html."
     )
+    parser.epilog = (
+        "examples:\n  fracrisk demo                          # all three studies, small "
+        "defaults\n  fracrisk demo --studies population     # clinical only, seconds\n"
+        "  fracrisk demo --cohort my.parquet      # the clinical models on your own table\n"
+        "  fracrisk demo --full                   # published sizes, for a GPU"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    parser.add_argument(
+        "--studies",
+        nargs="+",
+        choices=list(STUDIES),
+        default=list(STUDIES),
+        help="which studies to run (default all)",
+    )
+    parser.add_argument(
+        "--n", type=int, default=None, help="patients per study (default: each study's own)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="CNN epochs (default: each study's own)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="published cohort sizes and training (for a GPU)"
+    )
+    parser.add_argument(
+        "--cohort", default=None, help="your own cohort table (CSV/Parquet): clinical models only"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing demo output directory"
     )
     parser.add_argument(
         "--bootstrap",
         type=int,
-        default=1000,
-        help="bootstrap resamples for confidence intervals (default 1000)",
+        default=500,
+        help="bootstrap resamples for confidence intervals (default 500)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -71,9 +100,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     run_demo(
         args.out,
+        studies=tuple(args.studies),
         n=args.n,
+        epochs=args.epochs,
+        full=args.full,
+        cohort=args.cohort,
         seed=args.seed,
-        horizon=args.horizon,
         n_boot=args.bootstrap,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -858,6 +890,286 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _examples(parser: argparse.ArgumentParser, description: str, *lines: str) -> None:
+    parser.description = description
+    parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "Fit the models of a YAML run configuration (cohort, column mapping, split, models, "
+        "evaluation), evaluate them on the test split and write a run directory with the "
+        "models, predictions and report.html. See fracrisk.config for the layout.",
+        "fracrisk fit --config run.yaml",
+        "fracrisk fit --config run.yaml --out runs/second_try --overwrite",
+    )
+    parser.add_argument("--config", required=True, help="YAML run configuration")
+    parser.add_argument("--out", default=None, help="run directory (default: the config's out)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+@_command("fit", _fit_arguments)
+def _run_fit(args: argparse.Namespace) -> int:
+    """Fit, evaluate and report the models of a YAML run configuration."""
+    from fracrisk.config import read_config
+    from fracrisk.run import fit_run
+
+    config = read_config(args.config)
+    fit_run(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
+def _load_models(paths: Sequence[str]) -> dict:
+    from fracrisk.models import load_model
+
+    models = {}
+    for path in paths:
+        model = load_model(path)
+        name = Path(path).name
+        if name in models:
+            raise ValueError(f"two models are named {name!r} (the folder name); rename one")
+        models[name] = model
+    return models
+
+
+def _cohort_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="run configuration whose column mapping applies to the cohort (optional)",
+    )
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "Evaluate saved models on a cohort (C-indices with CIs, td-AUC, calibration, decision "
+        "curves, subgroups) and write report.html, report.md and evaluation.json.",
+        "fracrisk evaluate --model runs/a/models/coxph runs/a/models/deepsurv "
+        "--cohort test.parquet --out runs/a_external",
+    )
+    parser.add_argument("--model", nargs="+", required=True, help="saved model directories")
+    parser.add_argument("--cohort", required=True, help="cohort table (CSV or Parquet)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--horizons", nargs="+", type=float, default=[5.0, 10.0])
+    parser.add_argument("--reference", default=None, help="model folder name to compare with")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _cohort_arguments(parser)
+
+
+@_command("evaluate", _evaluate_arguments)
+def _run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate saved models on a cohort and write the report."""
+    from fracrisk._io import atomic_write_json, staged_output_dir
+    from fracrisk.config import read_config
+    from fracrisk.evaluation import evaluate, write_report
+    from fracrisk.run import RUN_MARKER, load_cohort
+
+    config = read_config(args.config) if args.config else None
+    models = _load_models(args.model)
+    cohort = load_cohort(config, args.cohort)
+    evaluation = evaluate(
+        models,
+        cohort,
+        horizons=args.horizons,
+        reference=args.reference,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        progress=not args.no_progress,
+        context={"cohort": str(args.cohort), "models": ", ".join(args.model)},
+    )
+    final = Path(args.out)
+    with staged_output_dir(
+        final, overwrite=args.overwrite, is_ours=lambda p: (p / RUN_MARKER).exists()
+    ) as out:
+        write_report(evaluation, out, title=f"fracrisk evaluation: {Path(args.cohort).name}")
+        atomic_write_json(
+            out / RUN_MARKER,
+            {"command": "fracrisk evaluate", "models": list(args.model), "cohort": args.cohort},
+        )
+    print(evaluation.summary_table().to_string(index=False))
+    print(f"report: {final / 'report.html'}")
+    return 0
+
+
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "Per-patient survival curves and risks from a saved model: one row per patient, "
+        "columns '<model> | risk 5 y' and '<model> | S(2 y)'. The risk type (cause-specific "
+        "or absolute) is printed and stored beside the table.",
+        "fracrisk predict --model runs/a/models/coxph --cohort new.csv --out preds.csv",
+        "fracrisk predict --model M --cohort new.csv --horizons 5 10 --times 1 2 3 "
+        "--out preds.csv --plots curves/",
+    )
+    parser.add_argument("--model", required=True, help="saved model directory")
+    parser.add_argument("--cohort", required=True, help="patients (CSV or Parquet)")
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--horizons", nargs="+", type=float, default=[5.0, 10.0])
+    parser.add_argument("--times", nargs="+", type=float, default=None, help="curve times, years")
+    parser.add_argument("--plots", default=None, help="folder for one PNG curve per patient")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _cohort_arguments(parser)
+
+
+@_command("predict", _predict_arguments)
+def _run_predict(args: argparse.Namespace) -> int:
+    """Survival curves and risks per patient from a saved model."""
+    from fracrisk._io import atomic_path, atomic_write_json
+    from fracrisk.config import read_config
+    from fracrisk.run import load_cohort, predict_table
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    config = read_config(args.config) if args.config else None
+    models = _load_models([args.model])
+    cohort = load_cohort(config, args.cohort)
+    table = predict_table(models, cohort, horizons=args.horizons, times=args.times)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp)
+    atomic_write_json(
+        out.with_name(out.name + ".json"),
+        {"model": args.model, "cohort": args.cohort, "risk_types": table.attrs["risk_types"]},
+    )
+    if args.plots:
+        _plot_patients(Path(args.plots), models, cohort, args.horizons, args.times)
+    for name, kind in table.attrs["risk_types"].items():
+        print(f"{name}: {kind.replace('_', '-')} risk; {len(table)} patients -> {out}")
+    return 0
+
+
+def _plot_patients(folder: Path, models: dict, cohort, horizons, times) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
+
+    from fracrisk._io import atomic_path
+
+    grid = np.linspace(0.0, max(horizons), 101)
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = {
+        name: m.predict_survival(cohort, grid)
+        for name, m in models.items()
+        if hasattr(m, "predict_survival")
+    }
+    ids = [str(i) for i in np.asarray(cohort.ids)]
+    for k, patient in enumerate(tqdm(ids, desc="plots", unit="patient", leave=False)):
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for name, surv in curves.items():
+            ax.step(grid, surv.iloc[k].to_numpy(), where="post", label=name)
+        ax.set_xlabel("years")
+        ax.set_ylabel("probability of no fracture")
+        ax.set_title(f"patient {patient}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in patient)
+        with atomic_path(folder / f"patient_{safe}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "Render report.html (and report.md) again from a run's evaluation.json.",
+        "fracrisk report runs/my_study",
+    )
+    parser.add_argument("run_dir", help="a run directory with evaluation.json")
+
+
+@_command("report", _report_arguments)
+def _run_report(args: argparse.Namespace) -> int:
+    """Re-render a run's report from its evaluation.json."""
+    from fracrisk.evaluation import read_evaluations, write_report
+
+    run = Path(args.run_dir)
+    source = run / "evaluation.json"
+    if not source.exists():
+        raise FileNotFoundError(f"{source} not found: is {run} a fracrisk run directory?")
+    evaluations = read_evaluations(source)
+    paths = write_report(evaluations, run, title=f"fracrisk report: {run.name}")
+    print(f"report: {paths['html']}")
+    return 0
+
+
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "Grad-CAM overlays of an image model: what in each image raises the predicted hazard "
+        "above the cohort's average, for the highest-risk patients (or --patients).",
+        "fracrisk explain --model runs/a/models/images_clinical --cohort test.parquet "
+        "--out gradcam/",
+    )
+    parser.add_argument("--model", required=True, help="saved image model directory")
+    parser.add_argument("--cohort", required=True, help="patients with images")
+    parser.add_argument("--out", required=True, help="output folder for the PNGs")
+    parser.add_argument("--top", type=int, default=6, help="highest-risk patients (default 6)")
+    parser.add_argument("--patients", nargs="+", default=None, help="patient ids instead")
+    _cohort_arguments(parser)
+
+
+@_command("explain", _explain_arguments)
+def _run_explain(args: argparse.Namespace) -> int:
+    """Grad-CAM PNGs of an image model for chosen or the highest-risk patients."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fracrisk._io import atomic_path
+    from fracrisk.config import read_config
+    from fracrisk.explain import plot_grad_cam
+    from fracrisk.models import ImageSurvivalModel
+    from fracrisk.run import load_cohort
+
+    config = read_config(args.config) if args.config else None
+    ((name, model),) = _load_models([args.model]).items()
+    if not isinstance(model, ImageSurvivalModel):
+        raise ValueError(f"{args.model} holds a {type(model).__name__}, not an image model")
+    cohort = load_cohort(config, args.cohort)
+    ids = [str(i) for i in np.asarray(cohort.ids)]
+    if args.patients:
+        unknown = [p for p in args.patients if p not in ids]
+        if unknown:
+            raise ValueError(f"patients {unknown} are not in {args.cohort}")
+        positions = [ids.index(p) for p in args.patients]
+    else:
+        if args.top < 1:
+            raise ValueError(f"--top must be at least 1, got {args.top}")
+        score = np.asarray(model.predict_score(cohort))
+        positions = [int(i) for i in np.argsort(-score)[: args.top]]
+    images, maps = model.grad_cam(cohort, positions=positions)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, position in enumerate(positions):
+        fig = plot_grad_cam(
+            images[k : k + 1],
+            maps[k : k + 1],
+            labels=model.item_names_,
+            titles=[f"patient {ids[position]}"],
+        )
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in ids[position])
+        with atomic_path(out / f"gradcam_{safe}.png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+    print(f"{len(positions)} Grad-CAM figure(s) of {name} -> {out}")
+    return 0
+
+
+#: Exit status of an internal error (BSD sysexits EX_SOFTWARE): a bug, not a usage error.
+EXIT_BUG = 70
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fracrisk`` command."""
     parser = argparse.ArgumentParser(prog="fracrisk", description="Survival-based fracture risk.")
@@ -875,5 +1187,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         PermissionError,
         ValueError,
     ) as err:
+        # fracrisk raises ValueError (or a subclass) for every problem with the user's input
         print(f"fracrisk {args.command}: error: {err}", file=sys.stderr)
+        if ", row" in str(err):
+            print(
+                "(rows are counted as pandas does: 0 is the first data row under the header)",
+                file=sys.stderr,
+            )
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"fracrisk {args.command}: interrupted; nothing half-written is kept", file=sys.stderr
+        )
+        return 130
+    except Exception:  # an internal error: say so, with the traceback to report
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"fracrisk {args.command}: internal error (a bug in fracrisk, not in your input); "
+            "please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_BUG

@@ -87,7 +87,9 @@ class ValidationProblem:
         n = len(self.rows)
         shown = ", ".join(repr(r) for r in self.rows[:max_rows])
         more = f" and {n - max_rows} more" if n > max_rows else ""
-        text = f"column {self.column!r}, row{'s' if n != 1 else ''} [{shown}{more}]"
+        text = f"column {self.column!r}"
+        if n:  # a problem of the whole column (absent, misnamed) names no row
+            text += f", row{'s' if n != 1 else ''} [{shown}{more}]"
         if self.ids is not None:
             text += f" (patient_id {', '.join(repr(i) for i in self.ids[:max_rows])}{more})"
         text += f": {self.reason}"

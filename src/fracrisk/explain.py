@@ -24,6 +24,8 @@ held at the patient's values; they show where the network looks, not why a fract
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -112,6 +114,7 @@ def grad_cam(
     *,
     reference: torch.Tensor | None = None,
     signed: bool = False,
+    output: Callable[[FusionSurvivalNet, object, torch.Tensor | None], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r"""Grad-CAM maps of the log hazard ratio against a reference, one per view or vertebra.
 
@@ -134,6 +137,11 @@ def grad_cam(
         scaling (negative where the image lowers the hazard). With a linear head after average
         pooling, the maps summed over the feature-map cells of all the patient's images add up
         to :math:`\eta - \bar\eta` (tested).
+    output : callable, optional
+        ``output(network, images, covariates) -> (batch,)`` tensor: the scalar to explain.
+        Default: the network's log hazard ratio :math:`\eta`. A two-stage model passes the
+        image part of its Cox stage, :math:`\sum_j \beta_j \hat y_j(x)` over the predicted
+        dense targets.
 
     Returns
     -------
@@ -144,7 +152,7 @@ def grad_cam(
     """
     args, kwargs = encoder_arguments(images)
     with _Capture(network) as capture, torch.enable_grad():
-        eta = network(images, covariates)
+        eta = network(images, covariates) if output is None else output(network, images, covariates)
         maps = capture.maps()
         # Each patient's eta depends only on their own images (eval mode), so one backward
         # pass gives every patient's gradients.

@@ -67,7 +67,10 @@ def drop_column(column: str) -> callable:
 
 
 def expected_location(column: str, rows: tuple) -> str:
-    """The start of a problem line: ``column 'x', rows [101, 103]``."""
+    """The start of a problem line: ``column 'x', rows [101, 103]`` (``column 'x'`` alone
+    for a problem of the whole column)."""
+    if not rows:
+        return f"column {column!r}"
     plural = "s" if len(rows) != 1 else ""
     return f"column {column!r}, row{plural} [{', '.join(repr(r) for r in rows)}]"
 
@@ -467,7 +470,7 @@ def test_single_problem_is_reported(mutate, kwargs, column, rows, reason, values
 def test_missing_column_message_lists_the_columns_present():
     with pytest.raises(
         CohortValidationError,
-        match=r"column 'time', rows \[\]: required "
+        match=r"column 'time': required "
         r"column is missing; the table has: "
         r"patient_id, event, age",
     ):
@@ -480,7 +483,7 @@ def test_wrong_dtype_without_bad_values_is_reported():
     df["age"] = df["age"].astype(str)
     with pytest.raises(
         CohortValidationError,
-        match=r"column 'age', rows \[\]: expected a numeric dtype, found object",
+        match=r"column 'age': expected a numeric dtype, found object",
     ):
         Cohort(df)
 

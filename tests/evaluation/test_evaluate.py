@@ -104,6 +104,8 @@ def test_non_finite_prediction_is_an_error_naming_model_and_row(split):
     _, test = split
 
     class Broken:
+        risk_type = "absolute"
+
         def predict_score(self, data):
             score = np.zeros(len(data.df))
             score[7] = np.nan
@@ -165,3 +167,43 @@ def test_markdown_has_every_model_and_no_nan_intervals(evaluation):
         assert name in text
     assert "| nan" not in text
     assert "cause-specific risk (death censored)" in text
+
+
+def test_a_model_without_a_risk_type_is_refused(split):
+    _, test = split
+
+    class Unstated:
+        def predict_score(self, data):
+            return np.zeros(len(data.df))
+
+    with pytest.raises(ValueError, match="'mystery' does not state its risk_type"):
+        evaluate({"mystery": Unstated()}, test, horizons=(5,), n_boot=5)
+
+
+def test_chosen_pairs_tau_and_auc_times(split, fitted):
+    train, test = split
+    result = evaluate(
+        fitted,
+        test,
+        horizons=(5,),
+        train=train,
+        n_boot=20,
+        tau=3.0,
+        auc_times=[1.0, 3.0, 50.0],
+        pairs=[("CoxPH", "FRAX-style refit"), ("CoxPH", "FRAX-style calculator")],
+        subgroups=False,
+    )
+    pairs = zip(result.comparisons["model"], result.comparisons["reference"], strict=True)
+    assert set(pairs) == {
+        ("CoxPH", "FRAX-style refit"),
+        ("CoxPH", "FRAX-style calculator"),
+    }
+    assert sorted(set(result.auc["time"])) == [1.0, 3.0]
+    assert any("td-AUC at 50 years: left out" in n for n in result.notes)
+    score = fitted["CoxPH"].predict_score(test)
+    uno = uno_c(
+        test.time, test.event, score, tau=3.0, train_time=train.time, train_event=train.event
+    )
+    assert result.discrimination.set_index("model").loc["CoxPH", "uno"] == pytest.approx(uno)
+    with pytest.raises(ValueError, match="pairs: 'Cox' is not one of the models"):
+        evaluate(fitted, test, horizons=(5,), n_boot=5, pairs=[("Cox", "CoxPH")])

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fracrisk.evaluation import Evaluation, ModelCard, render_html, write_report
+from fracrisk.evaluation import (
+    Evaluation,
+    ModelCard,
+    read_evaluations,
+    render_html,
+    write_report,
+)
 from fracrisk.evaluation.figures import png_bytes
 from tests.browser import find_chromium, load_page
 
@@ -98,3 +104,16 @@ def test_browser_check_catches_a_broken_image(tmp_path):
     page = load_page(page_file, tmp_path / "broken.png")
     assert page.images[0]["width"] == 0
     assert any("boom" in e for e in page.console_errors)
+
+
+def test_several_studies_in_one_report(evaluation, tmp_path):
+    studies = {"Spine (kong2022)": evaluation, "Hip CT (kim2024)": evaluation}
+    paths = write_report(studies, tmp_path)
+    html = paths["html"].read_text()
+    assert html.count('<h1 class="study"') == 2
+    assert len(_images(html)) == 2 * (2 + 2 * len(evaluation.horizons) + 2)
+    assert len(set(re.findall(r'id="([^"]+)"', html))) == len(re.findall(r'id="([^"]+)"', html))
+    again = read_evaluations(paths["json"])
+    assert list(again) == list(studies)
+    assert again["Hip CT (kim2024)"].summary_table().equals(evaluation.summary_table())
+    assert "# Spine (kong2022)" in paths["markdown"].read_text()

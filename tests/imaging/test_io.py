@@ -479,7 +479,7 @@ def test_radiograph_errors_name_the_file(tmp_path, spine_xray):
     _save_png16(spine_xray.image, truncated)
     raw = truncated.read_bytes()
     truncated.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ImageReadError, match=_name(truncated) + ": corrupt or truncated"):
+    with pytest.raises(ImageReadError, match=_name(truncated) + ": .*truncated"):
         load_radiograph(truncated)
     text = tmp_path / "notes.txt"
     text.write_text("not an image")

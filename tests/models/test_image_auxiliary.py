@@ -139,7 +139,13 @@ def test_two_stage_training_fits_a_cox_stage_on_the_image_estimated_t_score(coho
     again = load_model(tmp_path / "two_stage")
     np.testing.assert_allclose(again.predict_log_hazard(test), eta)
     assert again.auxiliary_r2_ == model.auxiliary_r2_
-    with pytest.raises(ValueError, match="Cox stage"):
-        model.grad_cam(test, [0])
+    # Grad-CAM explains the image part of the Cox stage, sum_j beta_j * predicted target j:
+    # the patients whose images raise it most get maps, scaled to a peak of 1 each.
+    image_part = estimate.to_numpy() * model.cox_.coef_[f"image_{T}"]
+    highest = np.argsort(-image_part)[:3]
+    images, maps = model.grad_cam(test, positions=highest)
+    assert maps.shape == images.shape and maps.shape[1] == 3  # three DRR views
+    assert torch.isfinite(maps).all() and maps.min() >= 0
+    assert (maps.amax(dim=(1, 2, 3)) == 1).all()
     with pytest.raises(ValueError, match="training='two_stage'"):
         ImageSurvivalModel("multiview_drr", training="two_stage", **FAST).fit(cohort)

@@ -25,7 +25,8 @@ class FraxColumn(SurvivalModel, name="frax_column"):
     :math:`P(t) = 1 - (1 - P_{10})^{t/10}`. With ``recalibrate=True``, ``fit`` estimates,
     on the training cohort, cause-specific Cox models of fracture and of death on
     :math:`x = \log(-\log(1 - P_{10}))`, and :math:`P(t)` is their cumulative incidence
-    of fracture with death competing (the quantity FRAX reports).
+    of fracture with death competing (the quantity FRAX reports). The risk is absolute
+    (death competing), as FRAX's is.
 
     Parameters
     ----------
@@ -34,8 +35,6 @@ class FraxColumn(SurvivalModel, name="frax_column"):
     recalibrate : bool, default False
         Fit the baseline shape and slope on the training data. Without it nothing is
         learned: the model predicts before ``fit``.
-
-    The risk is absolute (death competing), as FRAX's is.
     """
 
     risk_type = "absolute"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from fracrisk.data.schema import COLUMN_SPECS, EVENT_CODES, ColumnSpec
+from fracrisk.data.schema import CANONICAL_CLINICAL, COLUMN_SPECS, EVENT_CODES, ColumnSpec
 from fracrisk.exceptions import ValidationProblem
 
 __all__ = ["find_problems", "missing_mask", "problem_at"]
@@ -32,6 +32,22 @@ def problem_at(
     values = tuple(df.loc[mask, column].tolist()) if show_values else ()
     ids = tuple(df.loc[mask, id_col].tolist()) if id_col and id_col in df.columns else None
     return ValidationProblem(column, tuple(rows.tolist()), reason, values, ids)
+
+
+def normalise_name(name: str) -> str:
+    """A column name compared loosely: case, spaces, hyphens and dots ignored."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def suggest_column(name: str, columns) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``columns``, or ``""``."""
+    import difflib
+
+    by_loose = {normalise_name(c): str(c) for c in columns}
+    if normalise_name(name) in by_loose:
+        return f" (did you mean {by_loose[normalise_name(name)]!r}?)"
+    close = difflib.get_close_matches(str(name), [str(c) for c in columns], n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def missing_mask(series: pd.Series) -> np.ndarray:
@@ -224,13 +240,30 @@ def find_problems(
     required = [time_col, event_col, *([id_col] if id_col else []), *covariates, *image_cols]
     absent = [c for c in dict.fromkeys(required) if c not in df.columns]
     for column in absent:
+        hint = suggest_column(column, df.columns)
         problems.append(
             ValidationProblem(
                 column,
                 (),
-                f"required column is missing; the table has: {', '.join(map(str, df.columns))}",
+                f"required column is missing{hint}; the table has: "
+                f"{', '.join(map(str, df.columns))}",
             )
         )
+    # A canonical column spelt differently ("Age", "SEX", "Prior Fracture") would silently be
+    # left out of the covariates: refuse it with the name to use.
+    present = {normalise_name(c): c for c in df.columns if isinstance(c, str)}
+    for name in (*CANONICAL_CLINICAL, time_col, event_col):
+        found = present.get(normalise_name(name))
+        if name not in df.columns and found is not None and found not in required:
+            problems.append(
+                ValidationProblem(
+                    str(found),
+                    (),
+                    f"looks like the column {name!r} but is not named so, and would be left "
+                    f"out; rename it to {name!r} (in a run config: columns: {{{name}: "
+                    f"{found!r}}})",
+                )
+            )
     if df.index.has_duplicates:
         dup = df.index.duplicated(keep=False)
         problems.append(

@@ -67,22 +67,20 @@ class VertebralPatchEncoder(nn.Module):
     the level embedding; without it :math:`h_k = f(x_k)`). With :math:`P \subseteq \{1..K\}`
     the present vertebrae (the mask):
 
-    ``"attention"`` (gated attention MIL, Ilse et al. 2018)
-        .. math::
-            s_k = w^\top \big(\tanh(V h_k) \odot \sigma(U h_k)\big), \qquad
-            a_k = \frac{\exp s_k}{\sum_{j \in P} \exp s_j}\ (k \in P), \quad a_k = 0\
-            (k \notin P), \qquad z = \sum_{k} a_k h_k,
+    * ``"attention"`` (gated attention MIL, Ilse et al. 2018):
 
-        with :math:`V, U \in \mathbb{R}^{D \times C}` (with biases) and
-        :math:`w \in \mathbb{R}^{D}`; the weights :math:`a_k` sum to one over the present
-        vertebrae and say which vertebra drives the risk (:meth:`attention_weights`).
-    ``"mean"``
-        :math:`z = |P|^{-1} \sum_{k \in P} h_k`.
-    ``"max"``
-        :math:`z_c = \max_{k \in P} h_{kc}` per feature :math:`c`.
-    ``"concat"``
-        :math:`z = [h_1, \dots, h_K] \in \mathbb{R}^{K C}`, with :math:`h_k = 0` for a missing
-        vertebra (the level is then known from the position).
+      .. math::
+          s_k = w^\top \big(\tanh(V h_k) \odot \sigma(U h_k)\big), \qquad
+          a_k = \frac{\exp s_k}{\sum_{j \in P} \exp s_j}\ (k \in P), \quad a_k = 0\
+          (k \notin P), \qquad z = \sum_{k} a_k h_k,
+
+      with :math:`V, U \in \mathbb{R}^{D \times C}` (with biases) and
+      :math:`w \in \mathbb{R}^{D}`; the weights :math:`a_k` sum to one over the present
+      vertebrae and say which vertebra drives the risk (:meth:`attention_weights`).
+    * ``"mean"``: :math:`z = |P|^{-1} \sum_{k \in P} h_k`.
+    * ``"max"``: :math:`z_c = \max_{k \in P} h_{kc}` per feature :math:`c`.
+    * ``"concat"``: :math:`z = [h_1, \dots, h_K] \in \mathbb{R}^{K C}`, with :math:`h_k = 0`
+      for a missing vertebra (the level is then known from the position).
 
     Parameters
     ----------

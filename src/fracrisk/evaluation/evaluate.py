@@ -317,6 +317,9 @@ def evaluate(
     seed: int = 0,
     subgroups: bool = True,
     oracle: bool = True,
+    tau: float | None = None,
+    auc_times: Sequence[float] | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
     progress: bool = False,
     context: Mapping | None = None,
 ) -> Evaluation:
@@ -346,6 +349,13 @@ def evaluate(
         Harrell's C by sex and age band.
     oracle : bool, default True
         Score ``test.truth`` (simulated cohorts) as the row ``"truth (oracle)"``.
+    tau : float, optional
+        Truncation time of Uno's C, years. Default: the last horizon.
+    auc_times : sequence of float, optional
+        Times of the td-AUC, years. Default: every whole year up to ``tau``. Times outside
+        the test follow-up are left out with a note.
+    pairs : sequence of (model, reference), optional
+        The paired comparisons to make. Default: every model against ``reference``.
     progress : bool, default False
         Show a progress bar.
     context : mapping, optional
@@ -362,6 +372,12 @@ def evaluate(
     if n_boot < 1:
         raise ValueError(f"n_boot must be a positive number of resamples, got {n_boot!r}")
     models = dict(models)
+    for name, model in models.items():
+        if getattr(model, "risk_type", None) not in RISK_TYPES:
+            raise ValueError(
+                f"model {name!r} does not state its risk_type ({' or '.join(RISK_TYPES)}): "
+                "the report must say whether its risk is cause-specific or absolute"
+            )
     if ORACLE in models:
         raise ValueError(f"{ORACLE!r} is reserved for the simulator's truth; rename that model")
     if reference is None:
@@ -371,12 +387,25 @@ def evaluate(
     t, e = test.time, test.event
     notes: list[str] = []
     kept = _check_horizons(horizons, float(t.max()), notes)
+    if pairs is None:
+        pairs = [(name, reference) for name in models if name != reference]
+    for model_name, reference_name in pairs:
+        for name in (model_name, reference_name):
+            if name not in models:
+                raise ValueError(f"pairs: {name!r} is not one of the models {sorted(models)}")
     censoring = {"train_time": train.time, "train_event": train.event} if train is not None else {}
     scorers = {name: _Predictions(name, model, test, kept) for name, model in models.items()}
     if oracle and test.truth is not None and "true_log_hazard" in test.truth:
         scorers[ORACLE] = _OraclePredictions(test.truth, kept)
     steps = _Progress(len(scorers) * 3 + 3, progress)
-    ctx = _Context(t, e, kept, censoring, n_boot, seed, notes)
+    tau = kept[-1] if tau is None else float(tau)
+    ctx = _Context(t, e, kept, censoring, n_boot, seed, notes, tau, auc_times)
+    outside = [x for x in (auc_times or ()) if not (t.min() < float(x) < t.max())]
+    if outside:
+        notes.append(
+            f"td-AUC at {', '.join(f'{x:g}' for x in outside)} years: left out, outside the "
+            f"test follow-up ({t.min():.2f} to {t.max():.2f} years)"
+        )
 
     discrimination, auc, calib, groups, curves_smooth, decision = [], [], [], [], [], []
     for name, scorer in scorers.items():
@@ -392,7 +421,7 @@ def evaluate(
             _decision(ctx, name, scorer, horizon, decision)
         steps.advance()
     steps.describe("paired comparisons and NRI")
-    comparisons, reclassification = _against_reference(ctx, scorers, reference)
+    comparisons, reclassification = _comparisons(ctx, scorers, list(pairs))
     steps.advance()
     steps.describe("subgroups")
     subgroup_rows = _subgroups(ctx, test, scorers) if subgroups else []
@@ -441,10 +470,8 @@ class _Context:
     n_boot: int
     seed: int
     notes: list[str]
-
-    @property
-    def tau(self) -> float:
-        return self.horizons[-1]
+    tau: float
+    auc_times: Sequence[float] | None = None
 
     def attempt(self, what: str, function: Callable, *args, **kwargs):
         """``function(...)``, or None with a note when the metric is undefined here."""
@@ -552,8 +579,12 @@ def _discrimination(ctx: _Context, name: str, scorer, auc_rows: list) -> dict:
         row[key] = result.estimate if result else np.nan
         row[f"{key}_lower"] = result.lower if result else np.nan
         row[f"{key}_upper"] = result.upper if result else np.nan
-    grid = np.arange(1.0, math.floor(ctx.tau) + 1.0)
-    grid = grid[(grid > t.min()) & (grid < t.max())]
+    if ctx.auc_times is None:
+        grid = np.arange(1.0, math.floor(ctx.tau) + 1.0)
+    else:
+        grid = np.asarray(sorted({float(x) for x in ctx.auc_times}), dtype=np.float64)
+    inside = (grid > t.min()) & (grid < t.max())
+    grid = grid[inside]
     found = (
         ctx.attempt(f"{name}: td-AUC", cumulative_dynamic_auc, t, e, score, grid, **ctx.censoring)
         if len(grid)
@@ -564,7 +595,7 @@ def _discrimination(ctx: _Context, name: str, scorer, auc_rows: list) -> dict:
         auc_rows += [(name, float(x), float(a)) for x, a in zip(grid, found[0], strict=True)]
     row["ibs"] = np.nan
     if scorer.has_survival:
-        times = np.linspace(ctx.tau / 40, ctx.tau, 40)
+        times = np.linspace(max(ctx.tau / 40, float(t.min())), ctx.tau, 40)
         ibs = ctx.attempt(
             f"{name}: IBS",
             integrated_brier_score,
@@ -642,12 +673,10 @@ def _decision(ctx, name, scorer, horizon, rows) -> None:
             )
 
 
-def _against_reference(ctx: _Context, scorers: dict, reference: str) -> tuple[list, list]:
+def _comparisons(ctx: _Context, scorers: dict, pairs: list) -> tuple[list, list]:
     comparisons, reclassification = [], []
-    ref = scorers[reference]
-    for name, scorer in scorers.items():
-        if name in (reference, ORACLE):
-            continue
+    for name, reference in pairs:
+        ref, scorer = scorers[reference], scorers[name]
         for metric_name, metric, kwargs in (
             ("Harrell C", harrell_c, {}),
             ("Uno C", uno_c, {"tau": ctx.tau, **ctx.censoring}),

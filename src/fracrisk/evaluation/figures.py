@@ -70,7 +70,7 @@ def discrimination_forest(evaluation: Evaluation):
     ax.axvline(0.5, color="grey", linewidth=1, linestyle=":")
     ax.set_xlabel("C-index (95% bootstrap interval)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
 
@@ -78,14 +78,14 @@ def auc_over_time(evaluation: Evaluation):
     """Cumulative/dynamic AUC at each whole year, one line per model."""
     plt = _pyplot()
     colours = _colours(evaluation)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
     for name, rows in evaluation.auc.groupby("model", sort=False):
         ax.plot(rows["time"], rows["auc"], marker="o", color=colours[name], label=name)
     ax.set_xlabel("years since baseline")
     ax.set_ylabel("time-dependent AUC")
     ax.set_title("td-AUC over time (cumulative cases, dynamic controls)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

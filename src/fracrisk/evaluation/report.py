@@ -12,6 +12,7 @@ TRIPOD-AI (Collins et al., BMJ 2024;385:e078378).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from fracrisk._io import atomic_path
 from fracrisk.evaluation import figures
 from fracrisk.evaluation.evaluate import Evaluation
 
-__all__ = ["ModelCard", "render_html", "write_report"]
+__all__ = ["ModelCard", "read_evaluations", "render_html", "write_report"]
 
 _TEMPLATE = "report.html.j2"
 
@@ -100,107 +101,140 @@ def _html_table(df: pd.DataFrame) -> str:
     )
 
 
-def render_html(
+def _study(
+    key: str,
+    heading: str,
     evaluation: Evaluation,
-    *,
-    title: str = "fracrisk report",
-    subtitle: str = "",
-    card: ModelCard | None = None,
-    extra_figures: Sequence[tuple[str, bytes]] = (),
-) -> str:
-    """The report as one HTML string (see the module docstring for its contents).
-
-    Parameters
-    ----------
-    evaluation : Evaluation
-    title, subtitle : str
-    card : ModelCard, optional
-        Default: a card with the evaluation's own facts and generic use and limitations.
-    extra_figures : sequence of (caption, PNG bytes)
-        Further figures, for example Grad-CAM overlays of an image model.
-    """
-    import jinja2
+    card: ModelCard | None,
+    extra_figures: Sequence[tuple[str, bytes]],
+) -> dict:
+    """Everything the template shows of one evaluation: tables, figures, card, notes."""
     from markupsafe import Markup
 
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("fracrisk.evaluation", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
     card = card or ModelCard(
         data="simulated (fracrisk's ground-truth simulator)"
         if evaluation.info.get("simulated")
         else "not stated"
     )
     horizons = evaluation.horizons
+
+    def png(fig) -> str:
+        return _data_uri(figures.png_bytes(fig))
+
+    def has(table: pd.DataFrame, horizon: float) -> bool:
+        return not table.empty and bool((table["horizon"] == horizon).any())
+
     figs = {
-        "forest": _data_uri(figures.png_bytes(figures.discrimination_forest(evaluation))),
-        "auc": _data_uri(figures.png_bytes(figures.auc_over_time(evaluation)))
-        if not evaluation.auc.empty
-        else None,
+        "forest": png(figures.discrimination_forest(evaluation)),
+        "auc": png(figures.auc_over_time(evaluation)) if not evaluation.auc.empty else None,
         "calibration": [
-            (f"{h:g}", _data_uri(figures.png_bytes(figures.calibration_plot(evaluation, h))))
+            (f"{h:g}", png(figures.calibration_plot(evaluation, h)))
             for h in horizons
-            if not evaluation.calibration_groups.empty
-            and (evaluation.calibration_groups["horizon"] == h).any()
+            if has(evaluation.calibration_groups, h)
         ],
         "decision": [
-            (f"{h:g}", _data_uri(figures.png_bytes(figures.decision_curves(evaluation, h))))
+            (f"{h:g}", png(figures.decision_curves(evaluation, h)))
             for h in horizons
-            if not evaluation.decision.empty and (evaluation.decision["horizon"] == h).any()
+            if has(evaluation.decision, h)
         ],
-        "km": _data_uri(figures.png_bytes(figures.km_by_quartile(evaluation)))
+        "km": png(figures.km_by_quartile(evaluation))
         if not evaluation.km_quartiles.empty
         else None,
-        "examples": _data_uri(figures.png_bytes(figures.example_curves(evaluation)))
+        "examples": png(figures.example_curves(evaluation))
         if not evaluation.curves.empty
         else None,
     }
-    auc_wide = (
-        evaluation.auc.pivot(index="model", columns="time", values="auc")
-        .rename(columns=lambda x: f"AUC {x:g} y")
-        .reset_index()
-        if not evaluation.auc.empty
-        else pd.DataFrame()
-    )
     summary = evaluation.summary_table()
-    if not auc_wide.empty:
+    if not evaluation.auc.empty:
+        auc_wide = (
+            evaluation.auc.pivot(index="model", columns="time", values="auc")
+            .rename(columns=lambda x: f"AUC {x:g} y")
+            .reset_index()
+        )
         summary = summary.merge(auc_wide, on="model", how="left")
     tables = {
-        "summary": Markup(_html_table(summary)),
-        "comparisons": Markup(_html_table(evaluation.comparison_table())),
-        "reclassification": Markup(_html_table(evaluation.reclassification)),
-        "calibration": Markup(_html_table(evaluation.calibration_table())),
-        "subgroups": Markup(_html_table(evaluation.subgroup_table())),
-        "models": Markup(_html_table(evaluation.models)),
+        "summary": summary,
+        "comparisons": evaluation.comparison_table(),
+        "reclassification": evaluation.reclassification,
+        "calibration": evaluation.calibration_table(),
+        "subgroups": evaluation.subgroup_table(),
+        "models": evaluation.models,
     }
-    template = environment.get_template(_TEMPLATE)
-    return template.render(
-        title=title,
-        subtitle=subtitle,
-        info={**evaluation.info, "horizons": [f"{h:g}" for h in horizons]},
-        tables=tables,
-        figures=figs,
-        extra=[(caption, _data_uri(png)) for caption, png in extra_figures],
-        card=card.items(evaluation),
-        notes=evaluation.notes,
+    return {
+        "key": key,
+        "heading": heading,
+        "info": {**evaluation.info, "horizons": [f"{h:g}" for h in horizons]},
+        "tables": {name: Markup(_html_table(table)) for name, table in tables.items()},
+        "figures": figs,
+        "extra": [(caption, _data_uri(data)) for caption, data in extra_figures],
+        "card": card.items(evaluation),
+        "notes": evaluation.notes,
+    }
+
+
+def render_html(
+    evaluation: Evaluation | Mapping[str, Evaluation],
+    *,
+    title: str = "fracrisk report",
+    subtitle: str = "",
+    card: ModelCard | Mapping[str, ModelCard] | None = None,
+    extra_figures: Sequence[tuple[str, bytes]] | Mapping[str, Sequence] = (),
+) -> str:
+    """The report as one HTML string (see the module docstring for its contents).
+
+    Parameters
+    ----------
+    evaluation : Evaluation, or mapping of heading to Evaluation
+        One evaluation, or several studies (for example one per cohort), each with its
+        own heading and sections.
+    title, subtitle : str
+    card : ModelCard or mapping of heading to ModelCard, optional
+        Default: a card with the evaluation's own facts and generic use and limitations.
+    extra_figures : sequence of (caption, PNG bytes), or a mapping of heading to one
+        Further figures, for example Grad-CAM overlays of an image model.
+    """
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("fracrisk.evaluation", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    if isinstance(evaluation, Evaluation):
+        studies = {"": evaluation}
+        cards = {"": card}
+        extras = {"": extra_figures}
+    else:
+        studies = dict(evaluation)
+        if not studies:
+            raise ValueError("no evaluation to report")
+        cards = dict(card) if isinstance(card, Mapping) else dict.fromkeys(studies, card)
+        extras = dict(extra_figures) if isinstance(extra_figures, Mapping) else {}
+    rendered = [
+        _study(f"s{k}", heading, study, cards.get(heading), extras.get(heading, ()))
+        for k, (heading, study) in enumerate(studies.items())
+    ]
+    return environment.get_template(_TEMPLATE).render(
+        title=title, subtitle=subtitle, studies=rendered
     )
 
 
 def write_report(
-    evaluation: Evaluation,
+    evaluation: Evaluation | Mapping[str, Evaluation],
     out_dir: str | Path,
     *,
     title: str = "fracrisk report",
     subtitle: str = "",
-    card: ModelCard | None = None,
-    extra_figures: Sequence[tuple[str, bytes]] = (),
+    card: ModelCard | Mapping[str, ModelCard] | None = None,
+    extra_figures: Sequence[tuple[str, bytes]] | Mapping[str, Sequence] = (),
     names: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and ``evaluation.json`` into ``out_dir``.
 
     Each file is written atomically (a temporary file, fsync, rename). ``names`` may
-    rename them (keys ``"html"``, ``"markdown"``, ``"json"``). Returns the paths.
+    rename them (keys ``"html"``, ``"markdown"``, ``"json"``). With several studies the
+    JSON maps each heading to its evaluation and the markdown has a section per study.
+    Returns the paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -213,7 +247,32 @@ def write_report(
     paths = {key: out / name for key, name in names.items()}
     with atomic_path(paths["html"]) as tmp:
         tmp.write_text(html, encoding="utf-8")
+    if isinstance(evaluation, Evaluation):
+        markdown = evaluation.to_markdown()
+        data = evaluation.to_dict()
+    else:
+        markdown = "\n\n".join(
+            ev.to_markdown().replace("# fracrisk evaluation", f"# {heading}", 1)
+            for heading, ev in evaluation.items()
+        )
+        data = {"studies": {heading: ev.to_dict() for heading, ev in evaluation.items()}}
     with atomic_path(paths["markdown"]) as tmp:
-        tmp.write_text(evaluation.to_markdown(), encoding="utf-8")
-    evaluation.save_json(paths["json"])
+        tmp.write_text(markdown, encoding="utf-8")
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return paths
+
+
+def read_evaluations(path: str | Path) -> Evaluation | dict[str, Evaluation]:
+    """Read the ``evaluation.json`` of :func:`write_report`: one evaluation or studies."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read an evaluation ({err})") from None
+    try:
+        if isinstance(data, dict) and "studies" in data:
+            return {k: Evaluation.from_dict(v) for k, v in data["studies"].items()}
+        return Evaluation.from_dict(data)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None

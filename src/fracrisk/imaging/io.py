@@ -71,6 +71,9 @@ from fracrisk.exceptions import DataWarning
 
 __all__ = [
     "CANONICAL_AXCODES",
+    "MAX_RADIOGRAPH_PIXELS",
+    "MAX_VOXELS",
+    "PLAUSIBLE_SPACING_MM",
     "CTVolume",
     "ImageReadError",
     "Radiograph",
@@ -88,6 +91,15 @@ _OBLIQUE_WARN_DEG = 1.0  # warn when a voxel axis is further than this from a wo
 _SLICE_GAP_RTOL = 0.05  # slice gaps may differ from their median by this fraction
 _DUPLICATE_MM = 1e-3  # slices closer than this along the normal are duplicates
 _LUMA = np.array([0.299, 0.587, 0.114], np.float64)  # ITU-R BT.601, as Pillow's "L"
+
+#: Largest CT a reader allocates, before and after resampling (voxels; 2**28 is 1 GiB of
+#: float32, e.g. 512 x 512 x 1024). Header-claimed sizes are checked against it and against
+#: the file's own size before any voxel is read.
+MAX_VOXELS = 2**28
+#: Voxel sizes (mm) a CT may have: below or above is a header error, not a scan.
+PLAUSIBLE_SPACING_MM = (0.05, 20.0)
+#: Largest radiograph decoded (pixels; a 43 x 43 cm detector at 0.1 mm is 18.5 M).
+MAX_RADIOGRAPH_PIXELS = 64_000_000
 
 
 class ImageReadError(ValueError):
@@ -226,6 +238,7 @@ def _read_nifti(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:
         raise ImageReadError(source, f"not a readable NIfTI file ({_describe(exc)})") from exc
     shape = tuple(int(n) for n in img.shape)
+    _check_nifti_size(path, img, shape, source)
     if len(shape) < 3:
         raise ImageReadError(
             source, f"is a {len(shape)}-D image of shape {shape}; expected a 3-D volume"
@@ -252,6 +265,72 @@ def _read_nifti(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
             stacklevel=3,
         )
     return data, affine
+
+
+def _check_nifti_size(path: Path, img, shape: tuple[int, ...], source: str) -> None:
+    """The header's claimed size against the voxel budget and the file: before reading.
+
+    An uncompressed file must hold ``vox_offset + voxels x bytes per voxel``; a gzipped
+    one must say so in its trailer (ISIZE, the uncompressed size modulo 2**32).
+    """
+    voxels = math.prod(shape) if shape else 0
+    if voxels > MAX_VOXELS:
+        raise ImageReadError(
+            source,
+            f"header claims {' x '.join(map(str, shape))} = {voxels:,} voxels, more than the "
+            f"{MAX_VOXELS:,} a CT reader allocates (fracrisk.imaging.io.MAX_VOXELS)",
+        )
+    header = img.header
+    itemsize = int(header.get_data_dtype().itemsize)
+    offset = int(float(header.get("vox_offset", 352)))
+    expected = offset + voxels * itemsize
+    size = path.stat().st_size
+    if str(path).lower().endswith(".gz"):
+        if size < 18:
+            raise ImageReadError(source, f"is a {size}-byte gzip file: truncated")
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        if expected < 2**32 and isize < expected:
+            raise ImageReadError(
+                source,
+                f"header claims {' x '.join(map(str, shape))} voxels ({expected:,} bytes "
+                f"uncompressed) but the gzip stream holds {isize:,} bytes: truncated or "
+                "a forged header",
+            )
+    elif size < expected:
+        raise ImageReadError(
+            source,
+            f"header claims {' x '.join(map(str, shape))} voxels ({expected:,} bytes) but "
+            f"the file has {size:,} bytes: truncated or a forged header",
+        )
+
+
+def _check_spacing(voxel_sizes: tuple[float, float, float], shape, source: str) -> None:
+    low, high = PLAUSIBLE_SPACING_MM
+    bad = [v for v in voxel_sizes if not (math.isfinite(v) and low <= v <= high)]
+    if bad:
+        sizes = " x ".join(f"{v:g}" for v in voxel_sizes)
+        raise ImageReadError(
+            source,
+            f"voxel size {sizes} mm is not a CT's (plausible: {low:g} to {high:g} mm per "
+            "axis); the header's spacing is wrong",
+        )
+
+
+def _check_resampled_size(shape, voxel_sizes, target: float, source: str) -> None:
+    out = [
+        1 if n == 1 else max(1, round(n * v / target))
+        for n, v in zip(shape, voxel_sizes, strict=True)
+    ]
+    if math.prod(out) > MAX_VOXELS:
+        raise ImageReadError(
+            source,
+            f"resampling {' x '.join(map(str, shape))} voxels of "
+            f"{' x '.join(f'{v:g}' for v in voxel_sizes)} mm to {target:g} mm would make "
+            f"{' x '.join(map(str, out))} = {math.prod(out):,} voxels, more than "
+            f"{MAX_VOXELS:,} (fracrisk.imaging.io.MAX_VOXELS)",
+        )
 
 
 def _read_nifti_voxels(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -539,6 +618,32 @@ def _read_dicom_dir(path: Path, source: str) -> tuple[np.ndarray, np.ndarray]:
             f"holds {len(series)} DICOM series (SeriesInstanceUID {listing}); "
             "put one series per directory",
         )
+    for keyword, what in (("PatientID", "patients"), ("StudyInstanceUID", "studies")):
+        values: dict[str, list] = {}
+        for f, ds in datasets:
+            values.setdefault(str(ds.get(keyword, "<missing>")), []).append(f.name)
+        if len(values) > 1:
+            listing = "; ".join(
+                f"{value!r} ({len(names)} file(s), e.g. {names[0]})"
+                for value, names in sorted(values.items())
+            )
+            raise ImageReadError(
+                source,
+                f"its slices belong to {len(values)} {what} ({keyword} {listing}): one "
+                "series must come from one patient and one study",
+            )
+    claimed = sum(
+        int(ds.get("Rows", 0) or 0)
+        * int(ds.get("Columns", 0) or 0)
+        * int(ds.get("NumberOfFrames", 1) or 1)
+        for _, ds in datasets
+    )
+    if claimed > MAX_VOXELS:
+        raise ImageReadError(
+            source,
+            f"its {len(datasets)} slices claim {claimed:,} voxels, more than the "
+            f"{MAX_VOXELS:,} a CT reader allocates (fracrisk.imaging.io.MAX_VOXELS)",
+        )
     _warn_modality(datasets[0][1], source)
     if len(datasets) > 1:
         multi = [f.name for f, ds in datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
@@ -668,9 +773,12 @@ def load_ct(path: str | os.PathLike, *, spacing: float | None = 1.0, order: int 
     ImageReadError
         The path does not exist; the file is not NIfTI/DICOM, is corrupt or truncated; the
         image is not one 3-D volume (2-D NIfTI, 4-D with several volumes); it holds NaN or
-        infinite values; a directory is empty, holds several series, or its slices do not
-        form one regular stack (different sizes or orientations, duplicate positions,
-        missing slices).
+        infinite values; a directory is empty, holds several series, slices of several
+        patients or studies, or slices that do not form one regular stack (different sizes
+        or orientations, duplicate positions, missing slices); the header claims more than
+        :data:`MAX_VOXELS` voxels or more bytes than the file holds (checked before any
+        voxel is read); the voxel size is outside :data:`PLAUSIBLE_SPACING_MM`; resampling
+        would exceed :data:`MAX_VOXELS`.
     ValueError
         ``spacing`` is not a positive number or ``order`` not in 0-5.
 
@@ -701,7 +809,9 @@ def load_ct(path: str | os.PathLike, *, spacing: float | None = 1.0, order: int 
     _check_finite(data, source)
     data, affine = _to_canonical(data, affine, source)
     voxel_sizes = _voxel_sizes(affine)
+    _check_spacing(voxel_sizes, data.shape, source)
     if spacing is not None:
+        _check_resampled_size(data.shape, voxel_sizes, spacing, source)
         data, affine, voxel_sizes = _resample(data, affine, spacing, int(order))
     return CTVolume(np.ascontiguousarray(data, dtype=np.float32), voxel_sizes, source, affine)
 
@@ -709,11 +819,72 @@ def load_ct(path: str | os.PathLike, *, spacing: float | None = 1.0, order: int 
 # --------------------------------------------------------------------------- radiographs
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+
+
+def _check_png_complete(path: Path, source: str) -> None:
+    """A PNG's image data must decompress to every row its header claims.
+
+    Pillow fills the rows of a PNG whose compressed stream ends early with zeros, without a
+    word; here the stream is inflated (bounded by the claimed size) and its length checked.
+    """
+    import zlib
+
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return
+    position, idat, header = 8, [], None
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        if kind == b"IHDR" and len(body) >= 13:
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    if header is None:
+        raise ImageReadError(source, "PNG without an IHDR header")
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, colour, interlace = header[8], header[9], header[12]
+    channels = _PNG_CHANNELS.get(colour)
+    if channels is None or interlace != 0:
+        return  # Adam7 interlacing: Pillow's own checks only
+    row = 1 + (width * depth * channels + 7) // 8
+    expected = height * row
+    inflater = zlib.decompressobj()
+    try:
+        got = len(inflater.decompress(b"".join(idat), expected + 1))
+    except zlib.error as exc:
+        raise ImageReadError(source, f"corrupt PNG image data ({exc})") from exc
+    if got < expected:
+        raise ImageReadError(
+            source,
+            f"PNG header claims {width} x {height} pixels ({height} rows) but its image data "
+            f"hold {got // row} complete row(s): truncated",
+        )
+
+
 def _read_pil(path: Path, source: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the pixel budget below is the check that counts
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_RADIOGRAPH_PIXELS:
+                raise ImageReadError(
+                    source,
+                    f"header claims {width} x {height} = {width * height:,} pixels, more than "
+                    f"the {MAX_RADIOGRAPH_PIXELS:,} a radiograph reader decodes "
+                    "(fracrisk.imaging.io.MAX_RADIOGRAPH_PIXELS)",
+                )
+            if im.format == "PNG":
+                _check_png_complete(path, source)
             n_frames = int(getattr(im, "n_frames", 1))
             if n_frames > 1:
                 raise ImageReadError(

@@ -272,8 +272,16 @@ def compare(
         Outcomes.
     score_a, score_b : array-like
         The two models' scores (risks, or survival matrices for ``antolini_c``).
-    n, seed, ci, progress, **metric_kwargs
-        As in :func:`bootstrap`.
+    n : int, default 1000
+        Number of resamples.
+    seed : int, default 0
+        Seed of the resampling.
+    ci : float, default 0.95
+        Coverage of the interval.
+    progress : bool, default False
+        Show a progress bar.
+    **metric_kwargs
+        Passed to ``metric`` unchanged and not resampled, as in :func:`bootstrap`.
     """
     _check_options(n, ci)
     data = _check_arrays((time, event, score_a, score_b))

@@ -781,6 +781,16 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             return years if years.size else np.array([self.curves_.max_time])
         return np.asarray(times, dtype=np.float64)
 
+    @property
+    def item_names_(self) -> list[str]:
+        """Names of the images of one patient, in item order: the DRR views or L1-L5."""
+        self._check_fitted()
+        from fracrisk.imaging.anatomy import VERTEBRAE
+
+        if self.image_config_["kind"] == "drr":
+            return list(self.image_config_["views"])
+        return list(VERTEBRAE)
+
     def grad_cam(
         self,
         data,
@@ -813,11 +823,17 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             raise ValueError(
                 f"grad_cam explains a Cox head's log hazard; head={self.head!r} has none"
             )
+        output = None
         if self.training_ == "two_stage":
-            raise ValueError(
-                "grad_cam explains the network's own log hazard; a two-stage model's hazard "
-                "comes from its Cox stage on the predicted targets (see cox_.summary_)"
+            # the image part of the Cox stage: sum_j beta_j * predicted target j
+            beta = torch.tensor(
+                self.cox_.coef_[self._image_columns()].to_numpy(), dtype=torch.float32
             )
+
+            def output(network, images, covariates):
+                predicted = network.forward_with_auxiliary(images, covariates)[1]
+                return predicted @ beta.to(predicted.device)
+
         view = self._prediction_dataset(data)
         reference = view if reference is None else self._prediction_dataset(reference)
         device = torch.device(self._predict_device())
@@ -831,7 +847,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             images = torch.stack([item[0] for item in items])
             covariates = torch.stack([item[1] for item in items])
             maps = grad_cam(
-                network, images.to(device), covariates.to(device), reference=reference_maps
+                network,
+                images.to(device),
+                covariates.to(device),
+                reference=reference_maps,
+                output=output,
             )
         finally:
             self.network_.cpu()

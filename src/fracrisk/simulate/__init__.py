@@ -14,6 +14,7 @@ from fracrisk.simulate.clinical import (
 )
 from fracrisk.simulate.cohort import PRESETS, Preset, cohort, draw_hidden_determinants
 from fracrisk.simulate.keypoint_training import simulate_training_set, training_radiograph
+from fracrisk.simulate.truth import with_labels
 
 __all__ = [
     "PRESETS",
@@ -26,4 +27,5 @@ __all__ = [
     "fracture_log_relative_hazard",
     "simulate_training_set",
     "training_radiograph",
+    "with_labels",
 ]

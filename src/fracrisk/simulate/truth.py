@@ -34,7 +34,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["MODALITY_TERMS", "TERMS", "ceiling_log_hazard", "modality_ceiling", "oracle_c"]
+__all__ = [
+    "MODALITY_TERMS",
+    "TERMS",
+    "ceiling_log_hazard",
+    "modality_ceiling",
+    "oracle_c",
+    "with_labels",
+]
 
 TERMS = (
     "clinical",
@@ -94,3 +101,31 @@ def modality_ceiling(cohort, modality: str) -> float:
 def oracle_c(cohort) -> float:
     """Harrell's C of the whole true log hazard (every term, the falls included)."""
     return modality_ceiling(cohort, "oracle")
+
+
+def with_labels(cohort, columns: Sequence[str]):
+    """The cohort with the truth's ``columns`` (e.g. Genant grades) joined as table columns.
+
+    The simulator keeps what a radiologist or a DXA scan would report (``genant_L1``...,
+    the true T-score) in ``cohort.truth``; a real cohort carries such labels as columns of
+    its table. Use it on training patients only: prediction must read the images alone.
+    Columns already in the table are left as they are.
+    """
+    from fracrisk.data.cohort import Cohort
+
+    truth = cohort.truth
+    if truth is None:
+        raise ValueError("labels from the truth need a simulated cohort (cohort.truth is None)")
+    labels = [c for c in columns if c not in cohort.df.columns]
+    missing = [c for c in labels if c not in truth.columns]
+    if missing:
+        raise ValueError(f"{missing} are neither cohort columns nor in the simulator's truth")
+    if not labels:
+        return cohort
+    return Cohort(
+        cohort.df.join(truth[labels]),
+        **cohort.roles(),
+        missing=cohort.missing_report.policy,
+        truth=cohort.truth,
+        image_root=cohort.image_root,
+    )

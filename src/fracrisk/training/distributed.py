@@ -100,7 +100,7 @@ def global_cox_loss(
     Returns
     -------
     loss : torch.Tensor
-        :math:`-\\log PL / d` over the global batch (0 with a graph when :math:`d = 0`),
+        :math:`-\log PL / d` over the global batch (0 with a graph when :math:`d = 0`),
         identical on every rank.
     n_events : int
         :math:`d`.

@@ -1,0 +1,197 @@
+"""Runs from a configuration: fit, evaluate, predict and report, as ``fracrisk`` commands do.
+
+A run directory holds ``run.json`` (the configuration, package versions, timings), the
+fitted models under ``models/<name>/`` (safetensors + JSON, loaded without executing
+code), ``predictions.csv`` of the test patients, and the report (``report.html``,
+``report.md``, ``evaluation.json``). It is written into a staging folder and swapped in
+whole; an existing run is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fracrisk._io import atomic_path, atomic_write_json, staged_output_dir
+from fracrisk.config import RunConfig
+from fracrisk.data.cohort import Cohort, read_table
+from fracrisk.evaluation import ModelCard, evaluate, write_report
+
+__all__ = ["RUN_MARKER", "fit_run", "load_cohort", "model_dir_name", "predict_table"]
+
+#: The file that marks a directory as a fracrisk run.
+RUN_MARKER = "run.json"
+
+
+def model_dir_name(name: str) -> str:
+    """A model's folder name in a run: lower case, runs of other characters as ``_``."""
+    keep = "".join(c if c.isalnum() else "_" for c in name.lower())
+    return "_".join(part for part in keep.split("_") if part) or "model"
+
+
+def load_cohort(config: RunConfig | None, path: str | Path, **roles) -> Cohort:
+    """Read a table, apply the config's column mapping, and validate it as a cohort."""
+    path = Path(path)
+    df, meta = read_table(path)
+    if meta is not None and config is None:
+        return Cohort.read(path, **roles)
+    if config is not None:
+        df = config.cohort.mapping.apply(df, source=str(path))
+        roles = {
+            "missing": config.cohort.missing,
+            "image_cols": config.cohort.image_columns,
+            **roles,
+        }
+    return Cohort(df, source=str(path), image_root=path.resolve().parent, **roles)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("fracrisk", "torch", "numpy", "pandas", "lightning", "scikit-survival"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def fit_run(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Fit every model of ``config``, evaluate on the test split, write the run directory.
+
+    Returns the run directory (``out``, else ``config.out``, else ``runs/<config name>``).
+    """
+    final = Path(out) if out is not None else config.out
+    if final is None:
+        stem = config.source.stem if config.source is not None else "run"
+        final = Path("runs") / stem
+    with staged_output_dir(
+        final, overwrite=overwrite, is_ours=lambda p: (p / RUN_MARKER).exists()
+    ) as staging:
+        _fit_into(config, staging, progress, log)
+    log(f"run: {final}  (report: {final / 'report.html'})")
+    return final
+
+
+def _fit_into(config: RunConfig, out: Path, progress: bool, log) -> None:
+    start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    cohort = load_cohort(config, config.cohort.path)
+    split = config.split
+    log(f"cohort: {cohort!r}")
+    train, test = cohort.split(split.test_size, method=split.method, by=split.by, seed=split.seed)
+    log(f"split: {split.describe()}: {len(train)} train / {len(test)} test patients")
+    models = {}
+    for k, spec in enumerate(config.models, start=1):
+        t0 = time.perf_counter()
+        log(f"[{k}/{len(config.models)}] fitting {spec.name} ({spec.type}) ...")
+        model = spec.build()
+        if hasattr(model, "progress"):
+            model.set_params(progress=progress)
+        if spec.covariates is None:
+            model.fit(train)
+        else:
+            model.fit(train, covariates=spec.covariates)
+        models[spec.name] = model
+        if hasattr(model, "save"):
+            model.save(out / "models" / model_dir_name(spec.name))
+        seconds[spec.name] = round(time.perf_counter() - t0, 2)
+    ev = config.evaluation
+    log(f"evaluating on {len(test)} test patients ({ev.n_boot} bootstrap resamples) ...")
+    evaluation = evaluate(
+        models,
+        test,
+        horizons=ev.horizons,
+        reference=ev.reference,
+        train=train,
+        n_boot=ev.n_boot,
+        seed=ev.seed,
+        subgroups=ev.subgroups,
+        progress=progress,
+        context={
+            "training patients": f"{len(train)} ({train.n_events} fractures)",
+            "config": str(config.source) if config.source else "Python",
+        },
+    )
+    predictions = predict_table(models, test, horizons=evaluation.horizons)
+    with atomic_path(out / "predictions.csv") as tmp:
+        predictions.to_csv(tmp)
+    card = ModelCard(data=f"{config.cohort.path.name}", split=split.describe())
+    write_report(evaluation, out, title=f"fracrisk run: {config.cohort.path.name}", card=card)
+    seconds["total"] = round(time.perf_counter() - start, 2)
+    atomic_write_json(
+        out / RUN_MARKER,
+        {
+            "command": "fracrisk fit",
+            "config": config.to_dict(),
+            "models": {
+                name: {"class": type(m).__name__, "params": _jsonable(m)}
+                for name, m in models.items()
+            },
+            "n_train": len(train),
+            "n_test": len(test),
+            "seconds": seconds,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {platform.system()}",
+            "versions": _versions(),
+        },
+    )
+    log(evaluation.summary_table().to_string(index=False))
+
+
+def _jsonable(model) -> dict:
+    params = model.get_params() if hasattr(model, "get_params") else {}
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, (str, int, float, bool, type(None), list, tuple, dict)):
+            out[key] = value
+        else:
+            out[key] = repr(value)
+    return out
+
+
+def predict_table(
+    models: dict,
+    cohort: Cohort,
+    *,
+    horizons: Sequence[float] = (5.0, 10.0),
+    times: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """Per patient and model: score, risk by each horizon and survival at ``times``.
+
+    Columns are ``"<model> | score"``, ``"<model> | risk 5 y"`` and ``"<model> | S(2 y)"``;
+    rows are the patients (``patient_id``). ``times`` defaults to each whole year up to
+    the last horizon. Each model's risk type is in ``attrs["risk_types"]``.
+    """
+    horizons = [float(h) for h in horizons]
+    if times is None:
+        times = np.arange(1.0, np.floor(max(horizons)) + 1.0)
+    times = np.asarray(sorted({float(t) for t in times}), dtype=np.float64)
+    if len(times) == 0 or np.any(times <= 0) or not np.all(np.isfinite(times)):
+        raise ValueError(f"times must be positive numbers of years, got {list(times)}")
+    columns: dict[str, np.ndarray] = {}
+    risk_types = {}
+    for name, model in models.items():
+        risk_types[name] = getattr(model, "risk_type", "cause_specific")
+        columns[f"{name} | score"] = np.asarray(model.predict_score(cohort), dtype=float)
+        for h in horizons:
+            columns[f"{name} | risk {h:g} y"] = np.asarray(model.predict_risk(cohort, h), float)
+        if hasattr(model, "predict_survival"):
+            surv = np.asarray(model.predict_survival(cohort, times), dtype=float)
+            for j, t in enumerate(times):
+                columns[f"{name} | S({t:g} y)"] = surv[:, j]
+    table = pd.DataFrame(columns, index=pd.Index(np.asarray(cohort.ids), name="patient_id"))
+    table.attrs["risk_types"] = risk_types
+    return table
