@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -408,13 +409,34 @@ def test_roles_survive_the_round_trip(tmp_path, fmt):
 
 def test_csv_sidecar_holds_roles_and_dtypes(tmp_path):
     path = Cohort(small_df()).save(tmp_path / "c.csv")
-    meta = json.loads((tmp_path / "c.csv.cohort.json").read_text())
+    sidecar = json.loads((tmp_path / "c.csv.cohort.json").read_text())
+    assert sidecar["format"] == "fracrisk-cohort-sidecar/2"
+    (digest, meta), = sidecar["versions"].items()  # keyed by the CSV's SHA-256
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["roles"]["time_col"] == "time"
     assert meta["dtypes"]["entry_date"] == "datetime64[ns]"
     assert meta["dtypes"]["prior_fracture"] == "int64"
     df, meta_back = read_table(path)
     assert meta_back == meta
     assert list(df.index) == [10, 11, 12, 13, 14, 15]
+
+
+def test_a_csv_edited_after_saving_reads_as_a_plain_table_with_a_warning(tmp_path):
+    path = Cohort(small_df()).save(tmp_path / "c.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")  # a row deleted in a spreadsheet
+    with pytest.warns(DataWarning, match="describes another version"):
+        df, meta = read_table(path)
+    assert meta is None and len(df) == len(lines) - 2
+
+
+def test_a_sidecar_of_the_old_format_still_reads(tmp_path):
+    path = Cohort(small_df()).save(tmp_path / "c.csv")
+    sidecar = tmp_path / "c.csv.cohort.json"
+    (meta,) = json.loads(sidecar.read_text())["versions"].values()
+    sidecar.write_text(json.dumps(meta))
+    df, back = read_table(path)
+    assert back == meta and list(df.index) == [10, 11, 12, 13, 14, 15]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -117,3 +117,13 @@ def test_several_studies_in_one_report(evaluation, tmp_path):
     assert list(again) == list(studies)
     assert again["Hip CT (kim2024)"].summary_table().equals(evaluation.summary_table())
     assert "# Spine (kong2022)" in paths["markdown"].read_text()
+
+
+def test_intervals_not_containing_the_estimate_still_plot(evaluation):
+    """Percentile intervals on small samples can miss the estimate; the plot must not fail."""
+    from fracrisk.evaluation.figures import discrimination_forest
+
+    odd = Evaluation.from_dict(evaluation.to_dict())
+    odd.discrimination.loc[0, "harrell_lower"] = odd.discrimination.loc[0, "harrell"] + 0.01
+    odd.discrimination.loc[1, "uno_upper"] = float("nan")
+    assert len(png_bytes(discrimination_forest(odd))) > 1000

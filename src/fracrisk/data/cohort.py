@@ -375,9 +375,11 @@ class Cohort:
                     manifest_image_path(value, path.parent, image_root=self.image_root)
                     for value in df[column]
                 ]
-        _write_table(df, path, meta)
         if self.truth is not None:
-            _write_table(self.truth, path.with_name(f"{path.stem}.truth{path.suffix}"), None)
+            meta["truth_sha256"] = _replace_truth(self.truth, path)
+        _write_table(df, path, meta)
+        for stale in (_truth_paths(path)[1],):  # the previous truth is no longer needed
+            stale.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -413,9 +415,10 @@ class Cohort:
         df, meta = read_table(path)
         roles = dict(meta.get("roles", {})) if meta else {}
         roles.update(kwargs)
-        truth_path = path.with_name(f"{path.stem}.truth{path.suffix}")
-        if "truth" not in roles and truth_path.exists():
-            roles["truth"] = read_table(truth_path)[0]
+        if "truth" not in roles:
+            truth = _read_truth(path, (meta or {}).get("truth_sha256"))
+            if truth is not None:
+                roles["truth"] = truth
         root = Path(os.path.abspath(path.parent if image_root is None else image_root))
         for column in roles.get("image_cols", ()):
             if column in df.columns:
@@ -549,8 +552,90 @@ def _normalise_dtypes(df: pd.DataFrame, time_col: str, event_col: str) -> pd.Dat
     return df
 
 
+_SIDECAR_FORMAT = "fracrisk-cohort-sidecar/2"
+
+
+def _truth_paths(path: Path) -> tuple[Path, Path]:
+    """The truth beside a table, and the previous truth kept while the table is replaced."""
+    return (
+        path.with_name(f"{path.stem}.truth{path.suffix}"),
+        path.with_name(f"{path.stem}.truth.previous{path.suffix}"),
+    )
+
+
+def _replace_truth(truth: pd.DataFrame, path: Path) -> str:
+    """Write the new truth; keep the one the current table refers to as ``.previous``.
+
+    With the table's metadata naming its truth's SHA-256, a kill at any moment leaves the
+    old table with its old truth, or the new table with its new truth. Returns the digest.
+    """
+    current, previous = _truth_paths(path)
+    wanted = None
+    if path.exists():
+        try:
+            wanted = (read_table(path)[1] or {}).get("truth_sha256")
+        except (OSError, ValueError):
+            wanted = None
+    if wanted is not None:
+        if current.exists() and _file_sha256(current) == wanted:
+            os.replace(current, previous)  # atomic; the old table now reads this one
+        elif not (previous.exists() and _file_sha256(previous) == wanted):
+            previous.unlink(missing_ok=True)
+    _write_table(truth, current, None)
+    return _file_sha256(current)
+
+
+def _read_truth(path: Path, digest: str | None) -> pd.DataFrame | None:
+    """The truth that belongs to the table at ``path`` (by its SHA-256 when recorded)."""
+    for candidate in _truth_paths(path):
+        if candidate.exists() and (digest is None or _file_sha256(candidate) == digest):
+            return read_table(candidate)[0]
+        if digest is None:
+            return None  # an older save: only the plain truth file counts
+    if digest is not None and any(p.exists() for p in _truth_paths(path)):
+        warnings.warn(
+            f"the truth file beside {str(path)!r} belongs to another version of the table; "
+            "it is left out",
+            DataWarning,
+            stacklevel=3,
+        )
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar_versions(sidecar: Path) -> dict[str, dict]:
+    """The sidecar's metadata per CSV digest ({} if absent or unreadable; old format: '')."""
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(data, dict) and data.get("format") == _SIDECAR_FORMAT:
+        return dict(data.get("versions", {}))
+    return {"": data} if isinstance(data, dict) else {}
+
+
 def _write_table(df: pd.DataFrame, path: Path, meta: dict | None) -> None:
+    """Write a table atomically; a CSV's metadata goes to a sidecar that survives a kill.
+
+    The sidecar maps the SHA-256 of each CSV it describes to that CSV's metadata. While a
+    CSV is replaced it lists the old and the new one, so whichever file a kill leaves in
+    place reads back with its own roles and dtypes; afterwards only the new one.
+    """
+    from fracrisk._io import atomic_write_json
+
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")
+    sidecar = path.with_name(path.name + ".cohort.json")
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             import pyarrow as pa
@@ -562,14 +647,33 @@ def _write_table(df: pd.DataFrame, path: Path, meta: dict | None) -> None:
                     {**(table.schema.metadata or {}), _ROLES_KEY: json.dumps(meta).encode()}
                 )
             pq.write_table(table, tmp)
-        elif suffix == ".csv":
-            df.to_csv(tmp, index=meta is not None)  # the truth table is aligned by position
         else:
-            raise ValueError(f"unsupported table format {path.suffix!r}; use .csv or .parquet")
+            df.to_csv(tmp, index=meta is not None)  # the truth table is aligned by position
+            if meta is not None:
+                digest = _file_sha256(tmp)
+                versions = {digest: meta}
+                if path.exists():
+                    old = _sidecar_versions(sidecar)
+                    current = _file_sha256(path)
+                    if current in old:
+                        versions[current] = old[current]
+                    elif "" in old:  # an old-format sidecar describes the current CSV
+                        versions[current] = old[""]
+                atomic_write_json(sidecar, {"format": _SIDECAR_FORMAT, "versions": versions})
     if suffix == ".csv" and meta is not None:
-        from fracrisk._io import atomic_write_json
+        atomic_write_json(sidecar, {"format": _SIDECAR_FORMAT, "versions": {digest: meta}})
 
-        atomic_write_json(path.with_name(path.name + ".cohort.json"), meta)
+
+def _read_csv_plain(path: Path) -> pd.DataFrame:
+    """A CSV as pandas reads it (UTF-8), with a clear error for other encodings."""
+    try:
+        return pd.read_csv(path, float_precision="round_trip")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it "
+            "as UTF-8 (e.g. Excel: CSV UTF-8), or read it with pandas.read_csv(path, "
+            "encoding='latin-1' or 'utf-16') and pass the DataFrame"
+        ) from err
 
 
 def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]:
@@ -587,15 +691,18 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]
     if suffix == ".csv":
         sidecar = path.with_name(path.name + ".cohort.json")
         if not sidecar.exists():
-            try:
-                return pd.read_csv(path, float_precision="round_trip"), None
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); save it "
-                    "as UTF-8 (e.g. Excel: CSV UTF-8), or read it with pandas.read_csv(path, "
-                    "encoding='latin-1' or 'utf-16') and pass the DataFrame"
-                ) from err
-        meta = json.loads(sidecar.read_text())
+            return _read_csv_plain(path), None
+        versions = _sidecar_versions(sidecar)
+        meta = versions.get("") or versions.get(_file_sha256(path))
+        if meta is None:
+            warnings.warn(
+                f"{str(sidecar)!r} describes another version of {str(path)!r} (the CSV was "
+                "changed after fracrisk saved it); read as a plain table, without the saved "
+                "roles and dtypes",
+                DataWarning,
+                stacklevel=2,
+            )
+            return _read_csv_plain(path), None
         index_names = meta.get("index", [None])
         dtypes = meta.get("dtypes", {})
         dates = [c for c, t in dtypes.items() if t.startswith("datetime64")]

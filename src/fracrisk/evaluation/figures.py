@@ -58,10 +58,13 @@ def discrimination_forest(evaluation: Evaluation):
     for offset, key, marker in ((0.12, "harrell", "o"), (-0.12, "uno", "s")):
         est = table[key].to_numpy(float)
         lo, hi = table[f"{key}_lower"].to_numpy(float), table[f"{key}_upper"].to_numpy(float)
+        # a percentile interval need not contain the estimate on small samples
+        below = np.clip(np.nan_to_num(est - lo), 0.0, None)
+        above = np.clip(np.nan_to_num(hi - est), 0.0, None)
         ax.errorbar(
             est,
             y + offset,
-            xerr=[est - lo, hi - est],
+            xerr=[below, above],
             fmt=marker,
             capsize=3,
             label=f"{key.capitalize()} C",
@@ -123,8 +126,8 @@ def calibration_plot(evaluation: Evaluation, horizon: float):
         c = curves[curves["model"] == name]
         s = summary[summary["model"] == name].iloc[0]
         observed = g["observed"].to_numpy(float)
-        lower = np.nan_to_num(observed - g["observed_lower"].to_numpy(float))
-        upper = np.nan_to_num(g["observed_upper"].to_numpy(float) - observed)
+        lower = np.clip(np.nan_to_num(observed - g["observed_lower"].to_numpy(float)), 0, None)
+        upper = np.clip(np.nan_to_num(g["observed_upper"].to_numpy(float) - observed), 0, None)
         ax.plot([0, top], [0, top], color="grey", linewidth=1, linestyle="--")
         ax.errorbar(
             g["predicted"],
