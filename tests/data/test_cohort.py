@@ -411,7 +411,7 @@ def test_csv_sidecar_holds_roles_and_dtypes(tmp_path):
     path = Cohort(small_df()).save(tmp_path / "c.csv")
     sidecar = json.loads((tmp_path / "c.csv.cohort.json").read_text())
     assert sidecar["format"] == "fracrisk-cohort-sidecar/2"
-    (digest, meta), = sidecar["versions"].items()  # keyed by the CSV's SHA-256
+    ((digest, meta),) = sidecar["versions"].items()  # keyed by the CSV's SHA-256
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert meta["roles"]["time_col"] == "time"
     assert meta["dtypes"]["entry_date"] == "datetime64[ns]"
