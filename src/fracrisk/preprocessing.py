@@ -130,8 +130,9 @@ class TabularPreprocessor:
                     else float(np.median(numbers))
                 )
         raw = self._encode(df)
-        self.mean_ = raw.mean(axis=0)
-        self.scale_ = raw.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is the error below
+            self.mean_ = raw.mean(axis=0)
+            self.scale_ = raw.std(axis=0)
         overflow = [
             f
             for f, m, sd in zip(self.feature_names_, self.mean_, self.scale_, strict=True)

@@ -25,6 +25,10 @@ class ConvergenceWarning(FracriskWarning):
     """Newton-Raphson stopped before converging."""
 
 
+#: Log hazard ratio per SD above which a coefficient is reported as diverging.
+_RUNAWAY_PER_SD = 10.0
+
+
 class CoxPH(SurvivalEstimator, name="coxph"):
     r"""Cox proportional-hazards model: :math:`h(t \mid x) = h_0(t) \exp(x^\top \beta)`.
 
@@ -155,10 +159,15 @@ class CoxPH(SurvivalEstimator, name="coxph"):
                 ConvergenceWarning,
                 stacklevel=4,
             )
-        if float(beta.abs().max()) > 20:  # hazard ratio > e^20 per SD: not a real estimate
+        # a hazard ratio above e^10 (22,000) per SD is not an estimate of anything real
+        runaway = np.flatnonzero(beta.abs().numpy() > _RUNAWAY_PER_SD)
+        if len(runaway):
+            names = [self.preprocessor_.feature_names_[j] for j in runaway]
             warnings.warn(
-                "CoxPH coefficients are diverging (|beta| > 20 per SD): the events may be "
-                "perfectly separated by a covariate (monotone likelihood); use penalizer > 0",
+                f"CoxPH coefficients of {names} are diverging (|log hazard ratio| > "
+                f"{_RUNAWAY_PER_SD:g} per SD): the events are (nearly) separated by these "
+                "covariates (monotone likelihood), so the estimates run off to infinity; "
+                "check the columns, or use penalizer > 0",
                 ConvergenceWarning,
                 stacklevel=4,
             )
