@@ -74,3 +74,42 @@ def test_a_model_digest_changes_with_any_weight():
     with torch.no_grad():
         model.bias[0] += 1e-6
     assert model_digest(model) != before
+
+
+def _flip_one_data_byte(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF  # inside the tensor data (the header comes first)
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_byte_is_caught_by_the_checksum(tmp_path):
+    store = TensorStore(tmp_path)
+    path = store.put("ab12", "views", torch.arange(48, dtype=torch.float32).reshape(3, 4, 4))
+    _flip_one_data_byte(path)
+    with pytest.warns(DataWarning, match="does not match its SHA-256"):
+        assert store.get("ab12", "views") is None
+
+
+def test_an_entry_of_an_unexpected_shape_is_not_used(tmp_path):
+    store = TensorStore(tmp_path)
+    store.put("cd34", "views", torch.zeros(3, 8, 8))
+    with pytest.warns(DataWarning, match=r"shape \(3, 8, 8\), expected \(3, 16, 16\)"):
+        assert store.get("cd34", "views", shape=(3, 16, 16)) is None
+    assert store.get("cd34", "views", shape=(3, 8, 8)).shape == (3, 8, 8)
+
+
+def test_a_corrupt_drr_cache_entry_is_rendered_again(tmp_path):
+    import numpy as np
+
+    from fracrisk.imaging.cache import DRRCache
+
+    cache = DRRCache(tmp_path)
+    volume = np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32)
+    first = cache.render(volume, (1.0, 1.0, 1.0))
+    key = next(tmp_path.rglob("*.safetensors"))
+    _flip_one_data_byte(key)
+    with pytest.warns(DataWarning, match="SHA-256"):
+        again = cache.render(volume, (1.0, 1.0, 1.0))
+    torch.testing.assert_close(again, first)
+    assert (cache.hits, cache.misses) == (0, 2)
+    assert cache.render(volume, (1.0, 1.0, 1.0)) is not None and cache.hits == 1

@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fracrisk._io import atomic_path
-from fracrisk.exceptions import DataWarning
 from fracrisk.imaging.drr import render_drr
 from fracrisk.imaging.geometry import resolve_geometry
 
@@ -100,35 +97,30 @@ class DRRCache:
     """
 
     def __init__(self, directory: str | os.PathLike) -> None:
+        from fracrisk.imaging.store import TensorStore
+
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._store = TensorStore(self.directory)
         self.hits = 0
         self.misses = 0
 
     def path_for(self, key: str) -> Path:
         """File holding the views cached under ``key``."""
-        return self.directory / key[:2] / f"{key}.safetensors"
+        return self._store.path_for(key)
 
     def render(self, volume_hu, spacing, **render_options) -> torch.Tensor:
-        """Cached :func:`~fracrisk.imaging.render_drr` (same arguments, same result, on CPU)."""
-        from safetensors.torch import load_file, save_file
+        """Cached :func:`~fracrisk.imaging.render_drr` (same arguments, same result, on CPU).
 
+        An entry is used only if it matches the SHA-256 and shape stored with it; a
+        corrupt or truncated one is rendered again (with a :class:`DataWarning`).
+        """
         key = drr_cache_key(volume_hu, spacing, **render_options)
-        path = self.path_for(key)
-        if path.exists():
-            try:
-                views = load_file(str(path))["views"]
+        if self._store.has(key):
+            views = self._store.get(key, "views")
+            if views is not None:
                 self.hits += 1
                 return views
-            except Exception as err:  # noqa: BLE001 - any unreadable file is re-rendered
-                warnings.warn(
-                    f"cached DRR {str(path)!r} could not be read ({err}); rendering it again",
-                    DataWarning,
-                    stacklevel=2,
-                )
         views = render_drr(volume_hu, spacing, **render_options).detach().cpu().contiguous()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_file({"views": views}, str(tmp), metadata={"format": _FORMAT})
+        self._store.put(key, "views", views)
         self.misses += 1
         return views

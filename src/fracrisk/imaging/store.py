@@ -74,14 +74,21 @@ class TensorStore:
             return key in self._memory
         return self.path_for(key).exists()
 
-    def get(self, key: str, name: str) -> torch.Tensor | None:
-        """Entry ``key``'s tensor ``name``, or None when absent or unreadable."""
+    def get(
+        self, key: str, name: str, *, shape: tuple[int, ...] | None = None
+    ) -> torch.Tensor | None:
+        """Entry ``key``'s tensor ``name``, or None when absent, unreadable or corrupt.
+
+        A file entry is used only if its tensor matches the SHA-256 and shape stored with
+        it (and ``shape`` when given); otherwise a :class:`DataWarning` says so and the
+        caller computes it again.
+        """
         if self.directory is None:
             return self._memory.get(key)
         path = self.path_for(key)
         if not path.exists():
             return None
-        return read_tensor(path, name)
+        return read_tensor(path, name, shape=shape)
 
     def put(self, key: str, name: str, tensor: torch.Tensor) -> Path | None:
         """Store ``tensor`` as entry ``key``; returns its file (None in memory)."""
@@ -92,24 +99,57 @@ class TensorStore:
         from safetensors.torch import save_file
 
         path = self.path_for(key)
+        metadata = {
+            "format": STORE_FORMAT,
+            "sha256": _tensor_digest(tensor),
+            "shape": json.dumps(list(tensor.shape)),
+        }
         with atomic_path(path) as tmp:
-            save_file({name: tensor}, str(tmp), metadata={"format": STORE_FORMAT})
+            save_file({name: tensor}, str(tmp), metadata=metadata)
         return path
 
 
-def read_tensor(path: Path, name: str) -> torch.Tensor | None:
-    """The tensor ``name`` of a safetensors file, or None (with a warning) if unreadable."""
-    from safetensors.torch import load_file
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes."""
+    data = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())
+    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def read_tensor(
+    path: Path, name: str, *, shape: tuple[int, ...] | None = None
+) -> torch.Tensor | None:
+    """The tensor ``name`` of a store file, or None (with a warning) if unreadable or corrupt.
+
+    The tensor must match the SHA-256 and shape in the file's metadata, and ``shape`` when
+    given: a flipped byte or a truncated entry is recomputed, never used.
+    """
+    from safetensors import safe_open
 
     try:
-        return load_file(str(path))[name]
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensor = fh.get_tensor(name)
+        problem = None
+        if "sha256" not in metadata:
+            problem = "it carries no checksum (an older cache)"
+        elif _tensor_digest(tensor) != metadata["sha256"]:
+            problem = "its content does not match its SHA-256"
+        elif json.loads(metadata.get("shape", "null")) != list(tensor.shape):
+            problem = "its shape does not match the stored shape"
+        elif shape is not None and tuple(tensor.shape) != tuple(shape):
+            problem = f"it has shape {tuple(tensor.shape)}, expected {tuple(shape)}"
     except Exception as err:  # noqa: BLE001 - any unreadable cache file is made again
-        warnings.warn(
-            f"cached tensor {str(path)!r} could not be read ({err}); computing it again",
-            DataWarning,
-            stacklevel=3,
-        )
-        return None
+        problem = f"it could not be read ({err})"
+    if problem is None:
+        return tensor
+    warnings.warn(
+        f"cached tensor {str(path)!r} is not used: {problem}; computing it again",
+        DataWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 def json_plain(value):
