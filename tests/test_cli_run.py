@@ -156,7 +156,18 @@ def test_an_internal_error_is_reported_as_a_bug(monkeypatch, capsys):
     assert "internal error (a bug in fracrisk" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["fit", "evaluate", "predict", "report", "explain", "demo"])
+def test_bench_lists_and_runs_the_benchmarks(capsys):
+    assert main(["bench"]) == 0
+    listed = capsys.readouterr().out
+    assert "bench_losses" in listed and "power" in listed and "reproduce" in listed
+    assert main(["bench", "bench_losss"]) == 2
+    assert "did you mean 'bench_losses'" in capsys.readouterr().err
+    assert main(["bench", "power", "--", "--help"]) == 0  # arguments reach the script
+
+
+@pytest.mark.parametrize(
+    "command", ["fit", "evaluate", "predict", "report", "explain", "demo", "bench"]
+)
 def test_every_command_has_help_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as caught:
         main([command, "--help"])

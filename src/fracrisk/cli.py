@@ -1166,6 +1166,64 @@ def _run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_folder() -> Path:
+    """``benchmarks/`` of the source checkout fracrisk runs from (not part of a wheel)."""
+    import fracrisk
+
+    folder = Path(fracrisk.__file__).resolve().parents[2] / "benchmarks"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            "fracrisk bench runs the scripts of a source checkout's benchmarks/ folder, and "
+            f"there is none beside this installation ({folder}); clone the repository"
+        )
+    return folder
+
+
+def _benchmarks() -> dict[str, tuple[Path, str]]:
+    import ast
+
+    found = {}
+    for path in sorted(_benchmark_folder().glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        found[path.stem] = (path, doc.strip().splitlines()[0] if doc else "")
+    return found
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    _examples(
+        parser,
+        "List or run the benchmark scripts of the source checkout (each prints what it "
+        "measured on this machine, with the peers in the same run). Arguments after the "
+        "name go to the script.",
+        "fracrisk bench                     # list them",
+        "fracrisk bench bench_metrics -- --repeats 3",
+        "fracrisk bench power -- --replicates 50",
+    )
+    parser.add_argument("name", nargs="?", default=None, help="benchmark to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+
+
+@_command("bench", _bench_arguments)
+def _run_bench(args: argparse.Namespace) -> int:
+    """List or run the benchmark scripts."""
+    import subprocess
+
+    found = _benchmarks()
+    if args.name is None:
+        width = max(map(len, found))
+        for name, (_, summary) in found.items():
+            print(f"{name:<{width}}  {summary}")
+        return 0
+    if args.name not in found:
+        import difflib
+
+        close = difflib.get_close_matches(args.name, list(found), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"no benchmark {args.name!r}{hint}; run `fracrisk bench` for the list")
+    extra = [a for a in args.args if a != "--"] if args.args[:1] == ["--"] else args.args
+    return subprocess.call([sys.executable, str(found[args.name][0]), *extra])
+
+
 #: Exit status of an internal error (BSD sysexits EX_SOFTWARE): a bug, not a usage error.
 EXIT_BUG = 70
 
