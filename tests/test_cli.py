@@ -55,6 +55,20 @@ def test_demo_writes_a_complete_run_and_refuses_to_overwrite(tmp_path, capsys):
     assert "overwrite" in capsys.readouterr().err
 
 
+def test_demo_on_your_own_cohort_runs_the_clinical_models(tmp_path):
+    from fracrisk.simulate import clinical_cohort
+
+    own = clinical_cohort(1500, seed=7).df.drop(columns=["entry_date"])
+    own.to_parquet(tmp_path / "mine.parquet")
+    out = tmp_path / "run"
+    args = ["demo", "--out", str(out), "--cohort", str(tmp_path / "mine.parquet")]
+    assert main([*args, "--bootstrap", "20", "--no-progress"]) == 0
+    ((heading, study),) = json.loads((out / "evaluation.json").read_text())["studies"].items()
+    assert heading == "Your cohort: mine.parquet"
+    assert "truth (oracle)" not in {r["model"] for r in study["discrimination"]}  # no truth
+    assert study["info"]["context"]["split"].startswith("stratified")  # no entry_date
+
+
 @pytest.mark.slow
 def test_demo_with_images_has_cnn_rows_and_grad_cam(tmp_path):
     out = tmp_path / "run"

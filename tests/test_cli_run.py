@@ -173,3 +173,44 @@ def test_every_command_has_help_with_an_example(command, capsys):
         main([command, "--help"])
     assert caught.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+IMAGE_CONFIG = """
+cohort: {path: spine.parquet}
+split: {method: stratified, test_size: 0.3, seed: 0}
+models:
+  - {name: CoxPH, type: coxph, covariates: [age, sex, bmi]}
+  - name: images + clinical
+    type: image_survival
+    covariates: [age, sex]
+    params:
+      encoder: vertebral_patches
+      encoder_kwargs: {backbone: resnet10t, pooling: mean}
+      image_options: {size: [32, 32]}
+      max_epochs: 1
+      batch_size: 32
+      progress: false
+evaluation: {horizons: [2, 4], n_boot: 20, subgroups: false}
+out: run
+"""
+
+
+@pytest.mark.slow
+def test_an_image_model_from_a_config_then_explain(tmp_path, capsys):
+    from fracrisk.simulate import cohort
+
+    simulated = cohort(240, preset="kong2022", seed=2, images=("spine",), out_dir=tmp_path / "img")
+    simulated.save(tmp_path / "spine.parquet")
+    (tmp_path / "run.yaml").write_text(IMAGE_CONFIG)
+    assert main(["fit", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert "images + clinical" in {r["model"] for r in evaluation["discrimination"]}
+    model_dir = run / "models" / "images_clinical"
+    args = ["explain", "--model", str(model_dir), "--cohort", str(tmp_path / "spine.parquet")]
+    assert main([*args, "--out", str(tmp_path / "gradcam"), "--top", "2"]) == 0
+    assert len(list((tmp_path / "gradcam").glob("gradcam_*.png"))) == 2
+    assert "2 Grad-CAM figure(s)" in capsys.readouterr().out
+    coxph = run / "models" / "coxph"
+    assert main(["explain", "--model", str(coxph), *args[3:], "--out", str(tmp_path / "x")]) == 2
+    assert "not an image model" in capsys.readouterr().err

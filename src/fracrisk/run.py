@@ -102,6 +102,9 @@ def _fit_into(config: RunConfig, out: Path, progress: bool, log) -> None:
             model.set_params(progress=progress)
         if spec.covariates is None:
             model.fit(train)
+        elif spec.type == "image_survival":  # an image model reads them with its images
+            options = {**(model.image_options or {}), "covariates": list(spec.covariates)}
+            model.set_params(image_options=options).fit(train)
         else:
             model.fit(train, covariates=spec.covariates)
         models[spec.name] = model

@@ -589,3 +589,33 @@ def test_hostile_tables_get_fracrisk_errors_not_raw_tracebacks(tmp_path):
     path.write_bytes("time,event,städte\n1.0,1,Zürich\n".encode("utf-16"))
     with pytest.raises(ValueError, match="not UTF-8 text.*encoding="):
         read_table(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_explicit_image_root_confines_the_paths(tmp_path, fmt):
+    root = tmp_path / "images"
+    (root / "ok").mkdir(parents=True)
+    (tmp_path / "secret.nii.gz").write_bytes(b"x")
+    (root / "link.nii.gz").symlink_to(tmp_path / "secret.nii.gz")
+    df = small_df()
+    df["ct_path"] = [
+        "ok/0.nii.gz",
+        "../secret.nii.gz",
+        str(tmp_path / "secret.nii.gz"),
+        "ok/3.nii.gz",
+        "link.nii.gz",
+        "ok/../ok/5.nii.gz",
+    ]
+    path = tmp_path / f"manifest.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path)
+    with pytest.raises(CohortValidationError) as caught:
+        Cohort.read(path, image_root=root, image_cols=["ct_path"])
+    (problem,) = caught.value.problems
+    assert problem.column == "ct_path" and "outside the image root" in problem.reason
+    assert len(problem.rows) == 3  # ../, the absolute path and the symlink out; not ok/../ok
+    allowed = Cohort.read(path, image_root=root, image_cols=["ct_path"], confine_to_root=False)
+    assert len(allowed) == 6
+    assert len(Cohort.read(path, image_cols=["ct_path"])) == 6  # no explicit root: no confinement

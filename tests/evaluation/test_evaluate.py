@@ -25,6 +25,7 @@ def test_discrimination_is_the_metrics_themselves(split, fitted, evaluation):
         assert row["harrell_lower"] < row["harrell"] < row["harrell_upper"]
         assert 0.0 < row["ibs"] < 0.25
         assert 0.5 < row["mean_auc"] <= 1.0
+        assert row["mean_auc_lower"] < row["mean_auc"] < row["mean_auc_upper"]
 
 
 def test_horizon_beyond_follow_up_is_left_out_with_a_note(evaluation):

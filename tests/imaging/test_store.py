@@ -113,3 +113,11 @@ def test_a_corrupt_drr_cache_entry_is_rendered_again(tmp_path):
     torch.testing.assert_close(again, first)
     assert (cache.hits, cache.misses) == (0, 2)
     assert cache.render(volume, (1.0, 1.0, 1.0)) is not None and cache.hits == 1
+
+
+def test_equal_tensors_make_identical_files(tmp_path):
+    """Shards of one cache written by different processes must not differ by a byte."""
+    tensor = torch.rand(3, 8, 8)
+    a = TensorStore(tmp_path / "a").put("k1", "views", tensor)
+    b = TensorStore(tmp_path / "b").put("k1", "views", tensor.clone())
+    assert a.read_bytes() == b.read_bytes()

@@ -388,6 +388,7 @@ class Cohort:
         path: str | os.PathLike[str],
         *,
         image_root: str | os.PathLike[str] | None = None,
+        confine_to_root: bool | None = None,
         **kwargs,
     ) -> Cohort:
         """Read a cohort from CSV or Parquet; roles come from the file, then from ``kwargs``.
@@ -400,6 +401,10 @@ class Cohort:
             Directory that relative image paths in the file start from. Default: the
             file's own directory (not the working directory), so that a moved folder of a
             manifest and its images still reads.
+        confine_to_root : bool, optional
+            Refuse image paths that resolve outside the image root (``../``, absolute
+            paths elsewhere, symlinks out): a :class:`CohortValidationError` names their
+            rows. Default: True when ``image_root`` is given, else False.
         **kwargs
             Roles and options of :class:`Cohort` (e.g. ``image_cols=``, ``missing=``),
             overriding those stored in the file.
@@ -420,9 +425,26 @@ class Cohort:
             if truth is not None:
                 roles["truth"] = truth
         root = Path(os.path.abspath(path.parent if image_root is None else image_root))
+        confine = image_root is not None if confine_to_root is None else bool(confine_to_root)
+        problems = []
         for column in roles.get("image_cols", ()):
             if column in df.columns:
                 df[column] = [resolve_image_path(value, root) for value in df[column]]
+                if confine:
+                    outside = _outside_root(df[column], root)
+                    if outside.any():
+                        problems.append(
+                            problem_at(
+                                df,
+                                column,
+                                outside,
+                                f"the image path resolves outside the image root {str(root)!r}; "
+                                "pass confine_to_root=False to allow it",
+                                roles.get("id_col", "patient_id"),
+                            )
+                        )
+        if problems:
+            raise CohortValidationError(problems, str(path))
         return cls(df, source=str(path), image_root=root, **roles)
 
 
@@ -507,6 +529,22 @@ def manifest_image_path(
         except ValueError:
             continue
     return str(image)
+
+
+def _outside_root(values: pd.Series, root: Path) -> np.ndarray:
+    """Which paths resolve (symlinks followed) outside ``root``; missing values do not."""
+    real_root = os.path.realpath(root)
+    out = np.zeros(len(values), dtype=bool)
+    for k, value in enumerate(values):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            continue
+        try:
+            target = os.path.realpath(str(value))
+        except (OSError, RuntimeError):  # a symlink loop
+            out[k] = True
+            continue
+        out[k] = os.path.commonpath([real_root, target]) != real_root
+    return out
 
 
 def resolve_image_path(value, base: str | os.PathLike[str]):

@@ -176,7 +176,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as err:  # noqa: BLE001 - a pickle or a corrupt file alike
+            raise ValueError(
+                f"{str(path)!r} is not a readable safetensors file of weights ({err})"
+            ) from err
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickled code and corrupt files alike

@@ -101,8 +101,8 @@ class Evaluation:
     models : DataFrame
         One row per model: ``model``, ``risk_type``, ``risk`` (in words), ``class``.
     discrimination : DataFrame
-        Per model: ``harrell``, ``uno`` and their 95% ``*_lower``/``*_upper``,
-        ``mean_auc``, ``ibs``.
+        Per model: ``harrell``, ``uno``, ``mean_auc`` (the mean td-AUC) and their 95%
+        ``*_lower``/``*_upper``, ``ibs``.
     auc : DataFrame
         ``model``, ``time`` (years), ``auc``: td-AUC over time.
     calibration : DataFrame
@@ -208,7 +208,9 @@ class Evaluation:
                 "risk": kind,
                 "Harrell C (95% CI)": _with_ci(row.harrell, row.harrell_lower, row.harrell_upper),
                 "Uno C (95% CI)": _with_ci(row.uno, row.uno_lower, row.uno_upper),
-                "mean td-AUC": _fmt(row.mean_auc),
+                "mean td-AUC (95% CI)": _with_ci(
+                    row.mean_auc, row.mean_auc_lower, row.mean_auc_upper
+                ),
                 "IBS": _fmt(row.ibs, 4),
             }
             calib = self.calibration[
@@ -591,8 +593,23 @@ def _discrimination(ctx: _Context, name: str, scorer, auc_rows: list) -> dict:
         else None
     )
     row["mean_auc"] = float(found[1]) if found else np.nan
+    row["mean_auc_lower"] = row["mean_auc_upper"] = np.nan
     if found:
         auc_rows += [(name, float(x), float(a)) for x, a in zip(grid, found[0], strict=True)]
+        interval = ctx.attempt(
+            f"{name}: td-AUC interval",
+            bootstrap,
+            _mean_auc,
+            t,
+            e,
+            score,
+            n=ctx.n_boot,
+            seed=ctx.seed,
+            times=grid,
+            **ctx.censoring,
+        )
+        if interval is not None:
+            row["mean_auc_lower"], row["mean_auc_upper"] = interval.lower, interval.upper
     row["ibs"] = np.nan
     if scorer.has_survival:
         times = np.linspace(max(ctx.tau / 40, float(t.min())), ctx.tau, 40)
@@ -745,6 +762,11 @@ def _comparisons(ctx: _Context, scorers: dict, pairs: list) -> tuple[list, list]
                 }
             )
     return comparisons, reclassification
+
+
+def _mean_auc(time, event, score, *, times, **censoring) -> float:
+    """The mean td-AUC over ``times`` (one bootstrap replicate's statistic)."""
+    return float(cumulative_dynamic_auc(time, event, score, times, **censoring)[1])
 
 
 def _nri_total(time, event, old, new, *, horizon: float) -> float:

@@ -695,7 +695,17 @@ def load_keypoint_detector(path=None) -> KeypointNet:
         n_keypoints=config["n_keypoints"],
         image_size=config["image_size"],
     )
-    model.load_state_dict(load_file(str(weights_path)), strict=True)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # noqa: BLE001 - a pickle or a corrupt file alike
+        raise ValueError(
+            f"{weights_path} is not a safetensors file of detector weights ({err}); "
+            "fracrisk never unpickles weights"
+        ) from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{weights_path}: the weights do not match {config_path} ({err})") from err
     return model.eval()
 
 

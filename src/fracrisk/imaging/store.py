@@ -99,11 +99,14 @@ class TensorStore:
         from safetensors.torch import save_file
 
         path = self.path_for(key)
-        metadata = {
+        # one metadata key: safetensors writes several in a random order, and a cache file
+        # must be the same bytes whichever process wrote it
+        entry = {
             "format": STORE_FORMAT,
             "sha256": _tensor_digest(tensor),
-            "shape": json.dumps(list(tensor.shape)),
+            "shape": list(tensor.shape),
         }
+        metadata = {"fracrisk": json.dumps(entry, sort_keys=True)}
         with atomic_path(path) as tmp:
             save_file({name: tensor}, str(tmp), metadata=metadata)
         return path
@@ -129,14 +132,14 @@ def read_tensor(
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
+            metadata = json.loads((fh.metadata() or {}).get("fracrisk", "{}"))
             tensor = fh.get_tensor(name)
         problem = None
         if "sha256" not in metadata:
             problem = "it carries no checksum (an older cache)"
         elif _tensor_digest(tensor) != metadata["sha256"]:
             problem = "its content does not match its SHA-256"
-        elif json.loads(metadata.get("shape", "null")) != list(tensor.shape):
+        elif metadata.get("shape") != list(tensor.shape):
             problem = "its shape does not match the stored shape"
         elif shape is not None and tuple(tensor.shape) != tuple(shape):
             problem = f"it has shape {tuple(tensor.shape)}, expected {tuple(shape)}"

@@ -737,7 +737,12 @@ def load_model(path: str | os.PathLike[str]) -> SurvivalModel:
     for required in (config_path, weights_path):
         if not required.exists():
             raise FileNotFoundError(f"{str(required)!r} not found: not a fracrisk model directory")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{config_path} is not a fracrisk model config: not JSON ({err})"
+        ) from None
     if config.get("format") != _FORMAT:
         raise ValueError(
             f"{str(config_path)!r} has format {config.get('format')!r}, expected {_FORMAT!r}"
