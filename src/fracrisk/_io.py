@@ -185,3 +185,29 @@ def staged_output_dir(
     finally:
         if staging.exists():  # the failed run, or the old one after a swap
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (hex)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(
+    packages=("fracrisk", "torch", "numpy", "pandas", "lightning", "scikit-survival", "lifelines"),
+) -> dict[str, str]:
+    """Installed versions of ``packages`` ("not installed" where absent), for run records."""
+    from importlib import metadata
+
+    out = {}
+    for package in packages:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out

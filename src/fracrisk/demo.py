@@ -29,13 +29,12 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fracrisk._io import atomic_path, atomic_write_json, staged_output_dir
+from fracrisk._io import atomic_path, atomic_write_json, package_versions, staged_output_dir
 from fracrisk.baselines import FraxStyleCalculator, FraxStyleRefit
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.schema import BINARY_RISK_FACTORS
@@ -251,7 +250,7 @@ def _run_into(out, final, studies, cohort_path, seed, n_boot, full, progress, lo
             "seconds": seconds,
             "python": platform.python_version(),
             "machine": f"{platform.machine()}, {platform.system()}",
-            "versions": _versions(),
+            "versions": package_versions(),
         },
     )
     log(f"total {seconds['total']:.0f} s")
@@ -458,13 +457,3 @@ def _note_warnings(caught, evaluation: Evaluation, log) -> None:
 
 def _indent(text: str) -> str:
     return "\n".join("      " + line for line in text.splitlines())
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("fracrisk", "torch", "numpy", "pandas", "lightning", "timm", "monai"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out

@@ -12,13 +12,12 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fracrisk._io import atomic_path, atomic_write_json, staged_output_dir
+from fracrisk._io import atomic_path, atomic_write_json, package_versions, staged_output_dir
 from fracrisk.config import RunConfig
 from fracrisk.data.cohort import Cohort, read_table
 from fracrisk.evaluation import ModelCard, evaluate, write_report
@@ -49,16 +48,6 @@ def load_cohort(config: RunConfig | None, path: str | Path, **roles) -> Cohort:
             **roles,
         }
     return Cohort(df, source=str(path), image_root=path.resolve().parent, **roles)
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("fracrisk", "torch", "numpy", "pandas", "lightning", "scikit-survival"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "not installed"
-    return out
 
 
 def fit_run(
@@ -148,7 +137,7 @@ def _fit_into(config: RunConfig, out: Path, progress: bool, log) -> None:
             "seconds": seconds,
             "python": platform.python_version(),
             "machine": f"{platform.machine()}, {platform.system()}",
-            "versions": _versions(),
+            "versions": package_versions(),
         },
     )
     log(evaluation.summary_table().to_string(index=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fracrisk._io import atomic_path
+from fracrisk._io import atomic_path, file_sha256
 from fracrisk.data.schema import BINARY_RISK_FACTORS, CANONICAL_CLINICAL, COLUMN_SPECS
 from fracrisk.data.validation import find_problems, missing_mask, problem_at
 from fracrisk.exceptions import CohortValidationError, DataWarning, ValidationProblem
@@ -615,18 +615,18 @@ def _replace_truth(truth: pd.DataFrame, path: Path) -> str:
         except (OSError, ValueError):
             wanted = None
     if wanted is not None:
-        if current.exists() and _file_sha256(current) == wanted:
+        if current.exists() and file_sha256(current) == wanted:
             os.replace(current, previous)  # atomic; the old table now reads this one
-        elif not (previous.exists() and _file_sha256(previous) == wanted):
+        elif not (previous.exists() and file_sha256(previous) == wanted):
             previous.unlink(missing_ok=True)
     _write_table(truth, current, None)
-    return _file_sha256(current)
+    return file_sha256(current)
 
 
 def _read_truth(path: Path, digest: str | None) -> pd.DataFrame | None:
     """The truth that belongs to the table at ``path`` (by its SHA-256 when recorded)."""
     for candidate in _truth_paths(path):
-        if candidate.exists() and (digest is None or _file_sha256(candidate) == digest):
+        if candidate.exists() and (digest is None or file_sha256(candidate) == digest):
             return read_table(candidate)[0]
         if digest is None:
             return None  # an older save: only the plain truth file counts
@@ -638,16 +638,6 @@ def _read_truth(path: Path, digest: str | None) -> pd.DataFrame | None:
             stacklevel=3,
         )
     return None
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sidecar_versions(sidecar: Path) -> dict[str, dict]:
@@ -688,11 +678,11 @@ def _write_table(df: pd.DataFrame, path: Path, meta: dict | None) -> None:
         else:
             df.to_csv(tmp, index=meta is not None)  # the truth table is aligned by position
             if meta is not None:
-                digest = _file_sha256(tmp)
+                digest = file_sha256(tmp)
                 versions = {digest: meta}
                 if path.exists():
                     old = _sidecar_versions(sidecar)
-                    current = _file_sha256(path)
+                    current = file_sha256(path)
                     if current in old:
                         versions[current] = old[current]
                     elif "" in old:  # an old-format sidecar describes the current CSV
@@ -731,7 +721,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict | None]
         if not sidecar.exists():
             return _read_csv_plain(path), None
         versions = _sidecar_versions(sidecar)
-        meta = versions.get("") or versions.get(_file_sha256(path))
+        meta = versions.get("") or versions.get(file_sha256(path))
         if meta is None:
             warnings.warn(
                 f"{str(sidecar)!r} describes another version of {str(path)!r} (the CSV was "

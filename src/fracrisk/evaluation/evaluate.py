@@ -41,13 +41,12 @@ import math
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fracrisk._io import atomic_path
+from fracrisk._io import atomic_path, package_versions
 from fracrisk.data.cohort import Cohort
 from fracrisk.metrics import (
     bootstrap,
@@ -186,15 +185,7 @@ class Evaluation:
     @classmethod
     def read_json(cls, path: str | Path) -> Evaluation:
         """Read an evaluation written by :meth:`save_json`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read an evaluation ({err})") from None
-        try:
-            return cls.from_dict(data)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+        return read_evaluation_file(path, lambda data: cls.from_dict(data))
 
     # ------------------------------------------------------------------ tables in words
     def summary_table(self) -> pd.DataFrame:
@@ -305,6 +296,19 @@ class Evaluation:
         if self.notes:
             lines += ["## Not computed", "", *[f"- {n}" for n in self.notes], ""]
         return "\n".join(lines)
+
+
+def read_evaluation_file(path: str | Path, build):
+    """``build(data)`` of a JSON file; every failure is a ValueError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read an evaluation ({err})") from None
+    try:
+        return build(data)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 # ----------------------------------------------------------------------- evaluate
@@ -877,12 +881,7 @@ def _curves(ctx: _Context, test: Cohort, scorers: dict, reference: str):
 
 def _info(test, horizons, n_boot, seed, reference, train, context) -> dict:
     counts = np.bincount(test.event, minlength=3)
-    versions = {}
-    for package in ("fracrisk", "torch", "numpy", "pandas", "scikit-survival", "lifelines"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+    versions = package_versions()
     return {
         "n": len(test),
         "fractures": int(counts[1]),

@@ -21,7 +21,7 @@ import pandas as pd
 
 from fracrisk._io import atomic_path
 from fracrisk.evaluation import figures
-from fracrisk.evaluation.evaluate import Evaluation
+from fracrisk.evaluation.evaluate import Evaluation, read_evaluation_file
 
 __all__ = ["ModelCard", "read_evaluations", "render_html", "write_report"]
 
@@ -265,14 +265,10 @@ def write_report(
 
 def read_evaluations(path: str | Path) -> Evaluation | dict[str, Evaluation]:
     """Read the ``evaluation.json`` of :func:`write_report`: one evaluation or studies."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read an evaluation ({err})") from None
-    try:
+
+    def build(data):
         if isinstance(data, dict) and "studies" in data:
             return {k: Evaluation.from_dict(v) for k, v in data["studies"].items()}
         return Evaluation.from_dict(data)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: {err}") from None
+
+    return read_evaluation_file(path, build)

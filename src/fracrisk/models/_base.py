@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fracrisk._io import staged_output_dir
+from fracrisk._io import file_sha256, staged_output_dir
 from fracrisk._params import validate_params
 from fracrisk.baseline_hazard import BreslowBaselineHazard, cumulative_incidence
 from fracrisk.data.cohort import Cohort, as_cohort, table_and_ids
@@ -261,7 +261,7 @@ class SurvivalModel:
             path, overwrite=overwrite, is_ours=lambda p: (p / _CONFIG).exists()
         ) as staging:
             save_file(tensors, str(staging / _WEIGHTS))
-            config["checksums"] = {_WEIGHTS: _sha256(staging / _WEIGHTS)}
+            config["checksums"] = {_WEIGHTS: file_sha256(staging / _WEIGHTS)}
             (staging / _CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return Path(path)
 
@@ -286,16 +286,6 @@ class SurvivalModel:
         if not isinstance(model, cls):
             raise TypeError(f"{str(path)!r} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _jsonable_params(model: SurvivalModel) -> dict:
@@ -750,7 +740,7 @@ def load_model(path: str | os.PathLike[str]) -> SurvivalModel:
     if config["estimator"] not in _ESTIMATORS:
         raise ValueError(f"unknown estimator {config['estimator']!r} in {str(config_path)!r}")
     expected = (config.get("checksums") or {}).get(_WEIGHTS)
-    if expected is not None and _sha256(weights_path) != expected:  # older models have none
+    if expected is not None and file_sha256(weights_path) != expected:  # older models have none
         raise ValueError(
             f"{str(weights_path)!r} does not match the SHA-256 in its config: the file is "
             "damaged or was changed after saving; save the model again"
