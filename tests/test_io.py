@@ -207,13 +207,36 @@ def test_a_model_overwritten_and_killed_at_random_is_never_lost(tmp_path):
 def test_staging_folders_of_live_processes_are_left_alone(tmp_path):
     import os
 
-    live = tmp_path / f".run.{os.getppid()}.abc.partial"  # our parent: alive
-    live.mkdir()
-    dead = tmp_path / ".run.999999999.abc.partial"
-    dead.mkdir()
+    from fracrisk._io import _host
+
+    live = tmp_path / f".run.{_host()}-{os.getppid()}.abc.partial"  # our parent: alive
+    dead = tmp_path / f".run.{_host()}-999999999.abc.partial"
+    old_form = tmp_path / ".run.999999998.abc.partial"  # before the host was in the name
+    elsewhere = tmp_path / ".run.another-machine-999999999.abc.partial"  # shared disk
+    for folder in (live, dead, old_form, elsewhere):
+        folder.mkdir()
     with staged_output_dir(tmp_path / "run") as staging:
         (staging / "f.txt").write_text("x")
-    assert live.exists() and not dead.exists()
+    assert live.exists() and elsewhere.exists()
+    assert not dead.exists() and not old_form.exists()
+
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):
+    import os
+
+    from fracrisk._io import _host, atomic_path
+
+    target = tmp_path / "table [v1].csv"  # glob characters in the name are literal
+    dead = tmp_path / f".{target.name}.{_host()}-999999999.x1.tmp"
+    live = tmp_path / f".{target.name}.{_host()}-{os.getppid()}.x2.tmp"
+    other = tmp_path / f".other.csv.{_host()}-999999999.x3.tmp"
+    for file in (dead, live, other):
+        file.write_text("half")
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(f".{target.name}.{_host()}-{os.getpid()}.")
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    assert not dead.exists() and live.exists() and other.exists()
 
 
 def _saved_cox(tmp_path):

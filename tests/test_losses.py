@@ -756,3 +756,10 @@ def test_boolean_times_are_not_years():
         cox_partial_likelihood(
             torch.zeros(2, dtype=torch.float64), torch.tensor([True, False]), torch.tensor([1, 0])
         )
+
+
+def test_a_nan_log_hazard_is_refused_with_its_positions():
+    """A NaN output (a diverged network) used to return a NaN loss that trained on silently."""
+    eta = torch.tensor([0.1, float("nan"), 0.3, float("nan")], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"'log_hazard' holds NaN \(positions \[1, 3\]\)"):
+        cox_partial_likelihood(eta, torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1, 0, 1, 0]))

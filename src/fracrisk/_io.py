@@ -6,9 +6,11 @@ import ctypes
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     A reader never sees a half-written file, and a failure leaves any previous file intact.
+    The temporary file is hidden, ``.<name>.<host>-<pid>.<random>.tmp``; those of killed
+    writers on this host are deleted by the next write of ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_leftovers(path, ".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -69,18 +74,43 @@ def _exchange(a: Path, b: Path) -> bool:
     return done == 0
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Delete staging folders beside ``path`` left by killed runs (their process is gone)."""
-    for leftover in path.parent.glob(f".{path.name}.*.partial"):
-        parts = leftover.name[len(path.name) + 2 :].split(".")
-        pid = int(parts[0]) if parts and parts[0].isdigit() else None
-        if pid is None or pid == os.getpid():
+def _host() -> str:
+    name = socket.gethostname().split(".")[0]
+    return "".join(c if c.isalnum() else "-" for c in name) or "host"
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.<name>.<host>-<pid>.``: hidden, and names the process that owns the file."""
+    return f".{path.name}.{_host()}-{os.getpid()}."
+
+
+def _owner(leftover: Path, path: Path) -> tuple[str | None, int | None]:
+    """(host, pid) in a temporary name beside ``path``; host None for the old ``<pid>.`` form."""
+    tag = leftover.name[len(path.name) + 2 :].split(".")[0]
+    if tag.isdigit():
+        return None, int(tag)
+    host, _, pid = tag.rpartition("-")
+    return (host, int(pid)) if host and pid.isdigit() else (None, None)
+
+
+def _remove_leftovers(path: Path, suffix: str = ".partial") -> None:
+    """Delete temporary files or folders beside ``path`` left by killed writers.
+
+    Only those of this host whose process is gone: a name without an owner, a live
+    process's, or another machine's (on a shared file system) is left alone.
+    """
+    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*{suffix}"):
+        host, pid = _owner(leftover, path)
+        if pid is None or pid == os.getpid() or (host is not None and host != _host()):
             continue
         try:
             os.kill(pid, 0)
-            continue  # that process still runs: its folder is not ours to delete
+            continue  # that process still runs: its file is not ours to delete
         except ProcessLookupError:
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         except PermissionError:
             continue
 
@@ -142,7 +172,7 @@ def staged_output_dir(
     """Build an output directory beside ``path`` and move it into place only on success.
 
     The checks of :func:`check_replaceable` run first, before any work. The caller writes
-    into the yielded temporary directory ``.<name>.<pid>.<random>.partial``; when the block
+    into the yielded temporary directory ``.<name>.<host>-<pid>.<random>.partial``; when the block
     ends without error its files are fsynced and it takes the place of ``path``:
 
     * a new ``path`` is a rename;
@@ -159,7 +189,7 @@ def staged_output_dir(
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     staging = Path(
-        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent)
+        tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".partial", dir=path.parent)
     )
     umask = os.umask(0)
     os.umask(umask)
@@ -174,9 +204,7 @@ def staged_output_dir(
             os.replace(staging, path)
         elif not _exchange(staging, path):
             aside = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{path.name}.{os.getpid()}.", suffix=".partial", dir=path.parent
-                )
+                tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".partial", dir=path.parent)
             )
             os.replace(path, aside / "old")
             os.replace(staging, path)

@@ -9,8 +9,9 @@
         values: {sex: {female: F, male: M}, event: {none: 0, fracture: 1, died: 2}}
         dates: {entry_date: "%d/%m/%Y"}
         time_unit: days
-      missing: error                    # error | drop | impute
-      image_columns: []                 # e.g. [spine_xray_path]
+      missing: error                    # error | drop | impute (default: the file's, else error)
+      image_columns: []                 # e.g. [spine_xray_path] (default: the file's, else none)
+      on_error: raise                   # an unusable image: raise | skip (leave out, report)
     split: {method: temporal, by: entry_date, test_size: 0.3, seed: 0}
     models:
       - {name: FRAX-style refit, type: frax_refit}
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _MISSING = ("error", "drop", "impute")
+_ON_ERROR = ("raise", "skip")
 
 
 def _check_keys(data: Mapping, allowed: set[str], where: str, required: set[str] = frozenset()):
@@ -77,23 +79,50 @@ class CohortConfig:
 
     path: Path
     mapping: ColumnMapping = field(default_factory=ColumnMapping)
-    missing: str = "error"
-    image_columns: list[str] = field(default_factory=list)
+    missing: str | None = None
+    image_columns: list[str] | None = None
+    on_error: str = "raise"
+
+    def roles(self) -> dict:
+        """The :class:`~fracrisk.data.Cohort` options this section sets explicitly.
+
+        A key left out of the file is not set here, so a cohort file written by
+        :meth:`~fracrisk.data.Cohort.save` keeps its stored roles, and a plain table gets
+        :class:`~fracrisk.data.Cohort`'s defaults (``missing="error"``, no image column).
+        """
+        roles: dict = {}
+        if self.missing is not None:
+            roles["missing"] = self.missing
+        if self.image_columns is not None:
+            roles["image_cols"] = list(self.image_columns)
+        return roles
 
     @classmethod
     def from_dict(cls, data: Mapping, base: Path, where: str = "cohort") -> CohortConfig:
         """Validate the ``cohort:`` section; a relative path starts at ``base``."""
-        _check_keys(data, {"path", "mapping", "missing", "image_columns"}, where, {"path"})
+        allowed = {"path", "mapping", "missing", "image_columns", "on_error"}
+        _check_keys(data, allowed, where, {"path"})
         path = Path(os.path.expanduser(str(data["path"])))
         path = path if path.is_absolute() else base / path
-        missing = data.get("missing", "error")
-        if missing not in _MISSING:
+        missing = data.get("missing")
+        if missing is not None and missing not in _MISSING:
             raise ValueError(f"{where}.missing: {missing!r} is not one of {list(_MISSING)}")
-        images = data.get("image_columns", [])
-        if not isinstance(images, list) or not all(isinstance(c, str) for c in images):
+        images = data.get("image_columns")
+        if images is not None and (
+            not isinstance(images, list) or not all(isinstance(c, str) for c in images)
+        ):
             raise ValueError(f"{where}.image_columns must be a list of column names")
+        on_error = data.get("on_error", "raise")
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"{where}.on_error: {on_error!r} is not one of {list(_ON_ERROR)}")
         mapping = ColumnMapping.from_dict(data.get("mapping"), where=f"{where}.mapping")
-        return cls(path=path, mapping=mapping, missing=missing, image_columns=list(images))
+        return cls(
+            path=path,
+            mapping=mapping,
+            missing=missing,
+            image_columns=None if images is None else list(images),
+            on_error=on_error,
+        )
 
 
 @dataclass
@@ -277,6 +306,7 @@ class RunConfig:
                 "mapping": self.cohort.mapping.to_dict(),
                 "missing": self.cohort.missing,
                 "image_columns": self.cohort.image_columns,
+                "on_error": self.cohort.on_error,
             },
             "split": {
                 "method": self.split.method,

@@ -90,6 +90,13 @@ def cox_partial_likelihood(
         such a batch. A batch of one
         patient with an event also gives zero: its risk set holds only itself.
 
+    Raises
+    ------
+    ValueError
+        A NaN in ``log_hazard`` (a diverged network, or NaN inputs) or a NaN or infinite
+        ``time``, with the positions, before any compiled kernel sees them. An infinite
+        log hazard (float16 overflow) is allowed.
+
     References
     ----------
     Cox DR (1972) Regression models and life-tables. JRSS B 34:187-220.
@@ -379,9 +386,16 @@ def _check_inputs(log_hazard, time, event):
         raise TypeError(f"Input 'time' must be numeric follow-up in years, got {time.dtype}")
     # Checked before any compiled kernel sees them (a NaN time once sorted out of bounds).
     bad_time = ~torch.isfinite(time.double())
-    if bool(bad_time.any()):
-        rows = torch.nonzero(bad_time).flatten()[:5].tolist()
-        raise ValueError(f"Input 'time' holds NaN or infinite values (positions {rows})")
+    nan_eta = torch.isnan(log_hazard)
+    if bool(bad_time.any() | nan_eta.any()):  # one device sync for both
+        if bool(bad_time.any()):
+            rows = torch.nonzero(bad_time).flatten()[:5].tolist()
+            raise ValueError(f"Input 'time' holds NaN or infinite values (positions {rows})")
+        rows = torch.nonzero(nan_eta).flatten()[:5].tolist()
+        raise ValueError(
+            f"Input 'log_hazard' holds NaN (positions {rows}): the model's output is "
+            "undefined there (a diverged network -- try a lower learning rate -- or NaN inputs)"
+        )
     return log_hazard, time, event
 
 

@@ -10,7 +10,7 @@ import torch
 
 from fracrisk import ImageSurvivalModel, load_model
 from fracrisk.data import ImageCohortDataset
-from fracrisk.exceptions import NotFittedError
+from fracrisk.exceptions import DataWarning, NotFittedError
 from fracrisk.imaging import default_train_transform
 from fracrisk.metrics import harrell_c
 from fracrisk.testing import assert_valid_survival
@@ -221,3 +221,29 @@ def test_errors():
         ImageSurvivalModel(torch.nn.Linear(2, 2)).fit(pd.DataFrame())
     with pytest.raises(TypeError, match="a Cohort, a DataFrame or an ImageCohortDataset"):
         ImageSurvivalModel().fit([1, 2])
+
+
+def test_skipped_training_images_are_listed_and_prediction_never_skips(cohort, tmp_path):
+    """``on_error="skip"`` leaves a training row out and records it; prediction refuses."""
+    from fracrisk.data import Cohort
+    from fracrisk.imaging import ImageReadError
+
+    df, _ = cohort
+    df = df.iloc[:40].copy()
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b not a volume")
+    df.loc[df.index[7], "hip_ct_path"] = str(broken)
+    options = {"size": (32, 32), "covariates": [], "on_error": "skip", "progress": False}
+    model = ImageSurvivalModel(
+        "multiview_drr",
+        image_options={**options, "cache_dir": str(tmp_path / "cache")},
+        **{**FAST, "max_epochs": 1, "validation_fraction": 0.0},
+    )
+    found = model.check_images(Cohort(df))  # prepares, trains nothing
+    assert [(f.patient_id, f.path) for f in found] == [("p007", str(broken))]
+    with pytest.warns(DataWarning, match=r"1 of 40 rows left out.*p007"):
+        model.fit(Cohort(df))
+    assert [f.patient_id for f in model.skipped_images_] == ["p007"]
+    with pytest.raises(ImageReadError, match=r"broken.nii.gz.*row 7, patient_id 'p007'"):
+        model.predict_score(Cohort(df))
+    assert len(model.predict_score(Cohort(df.drop(index=df.index[7])))) == 39

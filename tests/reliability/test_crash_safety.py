@@ -85,9 +85,13 @@ for _ in range(kills):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     seen[check()] += 1
-leftovers = [p for p in os.listdir(os.path.dirname(os.path.abspath(target)))
-             if p.endswith((".partial", ".tmp"))]
-print(json.dumps({"kills": kills, "old": seen[0], "new": seen[1], "leftovers": leftovers}))
+folder = os.path.dirname(os.path.abspath(target))
+def temporary():
+    return [p for p in os.listdir(folder) if p.endswith((".partial", ".tmp"))]
+leftovers = temporary()
+write(0)  # the next write removes what the killed writers left
+print(json.dumps({"kills": kills, "old": seen[0], "new": seen[1], "leftovers": leftovers,
+                  "after_next_write": temporary()}))
 """
 
 
@@ -111,6 +115,7 @@ def test_killed_writes_leave_old_or_new_whole(tmp_path, kind):
     assert result["new"] > 0, "no kill came after a replacement: the test saw only one version"
     # staging files of killed writers are hidden by name; the next write removes them
     assert all(name.startswith(".") for name in result["leftovers"])
+    assert result["after_next_write"] == []
 
 
 def _env() -> dict:

@@ -240,3 +240,73 @@ def test_escaping_manifest_path_is_a_bad_row_never_read(tmp_path):
             on_error="raise",
             cache_dir=tmp_path / "cache",
         )
+
+
+SKIP_CONFIG = """
+cohort: {path: spine.parquet, on_error: skip}
+split: {method: stratified, test_size: 0.3, seed: 0}
+models:
+  - {name: CoxPH, type: coxph, covariates: [age, sex, bmi]}
+  - name: images + clinical
+    type: image_survival
+    covariates: [age, sex]
+    params:
+      encoder: vertebral_patches
+      encoder_kwargs: {backbone: resnet10t, pooling: mean}
+      image_options: {size: [32, 32]}
+      max_epochs: 1
+      batch_size: 32
+      progress: false
+evaluation: {horizons: [2, 4], n_boot: 20, subgroups: false}
+out: run
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*resamples left the metric undefined")  # 47 test patients
+def test_skip_policy_trains_on_and_lists_the_skipped_files_in_the_report(tmp_path, capsys):
+    """``on_error: skip``: the run goes on without the bad images and names each of them."""
+    import json
+
+    import pandas as pd
+
+    from fracrisk.cli import main
+    from fracrisk.simulate import cohort
+
+    simulated = cohort(160, preset="kong2022", seed=3, images=("spine",), out_dir=tmp_path / "img")
+    paths = simulated.df["spine_xray_path"]
+    truncated, empty, absent = (Path(paths.iloc[k]) for k in (4, 40, 90))
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    empty.write_bytes(b"")
+    absent.unlink()
+    simulated.save(tmp_path / "spine.parquet")
+    config = tmp_path / "run.yaml"
+    config.write_text(SKIP_CONFIG)
+
+    # The default policy stops at the first bad file and names it; no run is left behind.
+    config.write_text(SKIP_CONFIG.replace(", on_error: skip", ""))
+    assert main(["fit", "--config", str(config), "--no-progress"]) == 2
+    assert truncated.name in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+    config.write_text(SKIP_CONFIG)
+    assert main(["fit", "--config", str(config), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    left_out = pd.read_csv(run / "left_out.csv")
+    bad_ids = {str(simulated.df["patient_id"].iloc[k]) for k in (4, 40, 90)}
+    assert set(left_out["patient_id"].astype(str)) == bad_ids
+    assert set(left_out["found_by"]) == {"images + clinical"}
+    assert {Path(p).name for p in left_out["path"]} == {truncated.name, empty.name, absent.name}
+    assert all(isinstance(r, str) and r for r in left_out["reason"])
+    info = json.loads((run / "run.json").read_text())
+    assert info["n_left_out"] == 3 and info["n_train"] + info["n_test"] == 160 - 3
+    report = (run / "report.html").read_text()
+    assert "Patients left out" in report
+    assert all(name in report for name in (truncated.name, empty.name, absent.name))
+    assert "## Patients left out (3)" in (run / "report.md").read_text()
+    # Every model was trained and tested without them, and the saved model keeps its own
+    # image options (not the run's temporary cache).
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert {r["model"] for r in evaluation["discrimination"]} >= {"CoxPH", "images + clinical"}
+    saved = json.loads((run / "models" / "images_clinical" / "config.json").read_text())
+    assert "cache_dir" not in json.dumps(saved)

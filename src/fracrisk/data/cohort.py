@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fracrisk._io import atomic_path, file_sha256
+from fracrisk.data.mapping import ColumnMapping
 from fracrisk.data.schema import BINARY_RISK_FACTORS, CANONICAL_CLINICAL, COLUMN_SPECS
 from fracrisk.data.validation import find_problems, missing_mask, problem_at
 from fracrisk.exceptions import CohortValidationError, DataWarning, ValidationProblem
@@ -280,6 +281,18 @@ class Cohort:
             f"covariates={self.default_covariates})"
         )
 
+    def without(self, labels: Sequence) -> Cohort:
+        """A new cohort without the rows ``labels`` (row labels of :attr:`df`), same roles.
+
+        For leaving out rows found unusable after validation (e.g. an unreadable image);
+        a label that is not a row is an error, so nothing is left out by mistake.
+        """
+        labels = pd.Index(labels)
+        absent = labels.difference(self.df.index)
+        if len(absent):
+            raise KeyError(f"not rows of the cohort: {list(absent[:5])}")
+        return self._with_rows(self.df.index.difference(labels, sort=False))
+
     def _with_rows(self, index: pd.Index) -> Cohort:
         """A new cohort restricted to the rows ``index`` (labels), sharing the roles."""
         new = object.__new__(Cohort)
@@ -389,6 +402,7 @@ class Cohort:
         *,
         image_root: str | os.PathLike[str] | None = None,
         confine_to_root: bool | None = None,
+        mapping: ColumnMapping | None = None,
         **kwargs,
     ) -> Cohort:
         """Read a cohort from CSV or Parquet; roles come from the file, then from ``kwargs``.
@@ -405,6 +419,9 @@ class Cohort:
             Refuse image paths that resolve outside the image root (``../``, absolute
             paths elsewhere, symlinks out): a :class:`CohortValidationError` names their
             rows. Default: True when ``image_root`` is given, else False.
+        mapping : ColumnMapping, optional
+            Applied to the table first (renames, recodes, dates, time unit), for exports
+            whose names and codes are not fracrisk's.
         **kwargs
             Roles and options of :class:`Cohort` (e.g. ``image_cols=``, ``missing=``),
             overriding those stored in the file.
@@ -418,6 +435,8 @@ class Cohort:
         """
         path = Path(path)
         df, meta = read_table(path)
+        if mapping is not None:
+            df = mapping.apply(df, source=str(path))
         roles = dict(meta.get("roles", {})) if meta else {}
         roles.update(kwargs)
         if "truth" not in roles:

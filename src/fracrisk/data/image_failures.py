@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fracrisk.exceptions import DataWarning, NoUsableImagesError
@@ -52,8 +53,9 @@ class ImageFailure:
 
     def describe(self) -> str:
         """One line: patient, row, column, file and reason."""
+        row = self.row.item() if isinstance(self.row, np.generic) else self.row
         return (
-            f"patient_id {self.patient_id!r} (row {self.row!r}), column {self.column!r}, "
+            f"patient_id {self.patient_id!r} (row {row!r}), column {self.column!r}, "
             f"file {self.path}: {self.reason}"
         )
 

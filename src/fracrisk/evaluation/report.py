@@ -21,7 +21,7 @@ import pandas as pd
 
 from fracrisk._io import atomic_path
 from fracrisk.evaluation import figures
-from fracrisk.evaluation.evaluate import Evaluation, read_evaluation_file
+from fracrisk.evaluation.evaluate import Evaluation, markdown_table, read_evaluation_file
 
 __all__ = ["ModelCard", "read_evaluations", "render_html", "write_report"]
 
@@ -44,6 +44,10 @@ class ModelCard:
         What the models are not validated for.
     extra : dict
         Any further item (training settings, seeds, hardware), printed as given.
+    left_out : pandas.DataFrame, optional
+        Patients left out of the analysis after validation, one row each with at least
+        ``patient_id`` and ``reason`` (e.g. an unusable image under ``on_error="skip"``);
+        listed in full in the report.
     """
 
     data: str = "not stated"
@@ -58,6 +62,7 @@ class ModelCard:
         "is unknown until validated externally."
     )
     extra: dict = field(default_factory=dict)
+    left_out: pd.DataFrame | None = None
 
     def items(self, evaluation: Evaluation) -> list[tuple[str, str]]:
         """The card as (label, text) rows, with the evaluation's own facts added."""
@@ -84,6 +89,10 @@ class ModelCard:
             ),
         ]
         rows += [(k[:1].upper() + k[1:], v) for k, v in context.items()]
+        if self.left_out is not None and len(self.left_out):
+            rows += [
+                ("Left out", f"{len(self.left_out)} patients, listed under 'Patients left out'")
+            ]
         rows += [("Software", f"Python {info.get('python', '?')}; {versions}")]
         rows += [("Machine", str(info.get("machine", "?")))]
         return rows
@@ -168,6 +177,7 @@ def _study(
         "figures": figs,
         "extra": [(caption, _data_uri(data)) for caption, data in extra_figures],
         "card": card.items(evaluation),
+        "left_out": Markup(_html_table(card.left_out)) if card.left_out is not None else "",
         "notes": evaluation.notes,
     }
 
@@ -249,6 +259,8 @@ def write_report(
         tmp.write_text(html, encoding="utf-8")
     if isinstance(evaluation, Evaluation):
         markdown = evaluation.to_markdown()
+        if isinstance(card, ModelCard) and card.left_out is not None and len(card.left_out):
+            markdown += _left_out_markdown(card.left_out)
         data = evaluation.to_dict()
     else:
         markdown = "\n\n".join(
@@ -261,6 +273,10 @@ def write_report(
     with atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return paths
+
+
+def _left_out_markdown(table: pd.DataFrame) -> str:
+    return f"\n\n## Patients left out ({len(table)})\n\n{markdown_table(table)}\n"
 
 
 def read_evaluations(path: str | Path) -> Evaluation | dict[str, Evaluation]:

@@ -11,6 +11,7 @@ does for tabular data.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,9 @@ from torch.utils.data import DataLoader, Subset
 from fracrisk._params import InstanceOf, Interval, Options
 from fracrisk.data.cohort import Cohort
 from fracrisk.data.image_dataset import ImageCohortDataset
+from fracrisk.data.image_failures import ImageFailure
 from fracrisk.discrete_time import fit_time_grid
+from fracrisk.exceptions import DataWarning, NoUsableImagesError
 from fracrisk.heads import head_class
 from fracrisk.imaging.transforms import default_eval_transform, default_train_transform
 from fracrisk.models._base import HeadRiskType, OutputCurves, SurvivalModel, _prefixed
@@ -248,6 +251,12 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
     auxiliary_r2_ : dict
         Two-stage models: per target, the :math:`R^2` of the stage-1 prediction on the
         training and the early-stopping patients (``{"train": ..., "validation": ...}``).
+    skipped_images_ : list of ImageFailure
+        Training rows left out because their image could not be used (with
+        ``image_options={"on_error": "skip"}``): row, patient, column, file and reason.
+        Prediction never leaves a row out: a cohort's unusable image is an error there (a
+        prepared :class:`~fracrisk.data.ImageCohortDataset` is predicted as it is, by
+        patient id).
 
     Examples
     --------
@@ -420,6 +429,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             options = {**_dataset_options(self.image_config_), **options}
             options.pop("covariates", None)  # the preprocessor names them
             options["preprocessor"] = self.preprocessor_
+            options["on_error"] = "raise"  # a prediction per row asked for, or an error
             if self.preprocessor_ is None:
                 options["covariates"] = []  # trained on images alone
         if targets:
@@ -507,6 +517,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         if self.training == "auto":
             self.training_ = "two_stage" if self.auxiliary else "end_to_end"
         data = self._make_dataset(data, training=True)
+        self.skipped_images_ = list(data.failures)
         if list(data.target_names) != list(self.auxiliary or {}):
             raise ValueError(
                 f"the dataset's targets {data.target_names} differ from auxiliary="
@@ -658,6 +669,26 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         if self.training_ == "two_stage":
             return self.cox_.predict_log_hazard(self._stage_two_table(dataset)).to_numpy()
         return self._predict(dataset)[0]
+
+    def check_images(self, data: Cohort | pd.DataFrame) -> list[ImageFailure]:
+        """The rows of ``data`` whose image cannot be used, found as ``fit`` would find them.
+
+        Every image is read and prepared (rendered, keypoints detected, patches cut) with
+        ``image_options``, nothing is trained. With a ``cache_dir`` in ``image_options``
+        the prepared tensors are kept there, and ``fit`` or ``predict_*`` on the same
+        images read them back. Returns the failed rows in table order (empty when every
+        image is usable); a bad image never raises here.
+        """
+        options = {k: v for k, v in (self.image_options or {}).items() if k != "kind"}
+        options.setdefault("progress", bool(self.progress))
+        options["on_error"] = "skip"
+        with warnings.catch_warnings():  # the failures are returned, not warned about
+            warnings.filterwarnings("ignore", r".* rows left out of the", DataWarning)
+            try:
+                dataset = ImageCohortDataset(data, self._image_kind(), **options)
+            except NoUsableImagesError as err:
+                return list(err.failures)
+        return list(dataset.failures)
 
     def predict_log_hazard(self, data: Cohort | pd.DataFrame | ImageCohortDataset) -> pd.Series:
         """Log hazard ratio of fracture per patient (higher = higher risk), by patient id.
