@@ -11,7 +11,8 @@ On an independent simulated training and test cohort with images, it fits
 * opportunistic FRAX, the FRAX-style refit on an image-estimated T-score
   (``opportunistic_frax``; no DXA at prediction);
 * the trained image models (``image_frax``: images + FRAX covariates, no DXA;
-  ``image_frax_bmd``; ``image_only``), unless ``--skip-end-to-end``:
+  ``image_frax_bmd``; ``image_only``; on the spine also ``image_frax_graded``, the Genant
+  grades learned as classes), unless ``--skip-end-to-end``:
   :class:`~fracrisk.ImageSurvivalModel` with ``training="two_stage"``, the CNN trained on
   the dense targets (the DXA T-score; on the spine also the Genant grade of each vertebra,
   as a radiologist's labels of the training patients), then a penalised Cox stage;
@@ -88,6 +89,7 @@ MODEL_NAMES = (
     "image_frax",
     "image_frax_bmd",
     "image_only",
+    "image_frax_graded",
     *(f"ablation_{name}" for name in ("images_only", "no_morphometry", "masked")),
     *(f"ablation_{name}" for name in ("frontal", "lateral", "axial", "view_ensemble")),
 )
@@ -246,6 +248,18 @@ def _models(args, preset: dict, train: Cohort) -> dict:
                     preset["encoder"],
                     dict(preset["encoder_kwargs"]),
                     image_options={**options, "covariates": covariates},
+                    **common,
+                ),
+                "images",
+            )
+        graded = {c: 4 for c in preset["auxiliary"] if c.startswith("genant_")}  # grades 0-3
+        if graded:  # the same model with the Genant grades as classes (cross-entropy)
+            models["image_frax_graded"] = (
+                ImageSurvivalModel(
+                    preset["encoder"],
+                    dict(preset["encoder_kwargs"]),
+                    image_options={**options, "covariates": frax},
+                    auxiliary_classes=graded,
                     **common,
                 ),
                 "images",

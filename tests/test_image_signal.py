@@ -90,14 +90,15 @@ def test_reports_and_the_stamp_that_lets_a_rerun_reuse_the_cohorts(run):
 
 
 def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run):
-    """``--models image_frax``: the two-stage CNN, one epoch, on the same cohorts."""
+    """``--models image_frax image_frax_graded``: the two-stage CNN, one epoch, on the same
+    cohorts, with the Genant grades as numbers and as classes."""
     out, _ = run
     bench = _module()
     args = bench._parse_args(
         [
             *("--preset", "kong2022", "--n-train", "240", "--n-test", "160", "--seed", "3"),
             *("--out", str(out), "--manifest-keypoints", "--n-boot", "20", "--no-progress"),
-            *("--epochs", "1", "--models", "image_frax"),
+            *("--epochs", "1", "--models", "image_frax", "image_frax_graded"),
         ]
     )
     results = bench.run(args, log=lambda *a: None)
@@ -108,9 +109,11 @@ def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run)
         "frax_calculator_bmd",
         "cox_frax_bmd",
         "image_frax",
+        "image_frax_graded",
     }
-    image = results["models"]["image_frax"]
-    assert image["risk_type"] == "cause_specific" and math.isfinite(image["t_score_r2"])
+    for name in ("image_frax", "image_frax_graded"):
+        image = results["models"][name]
+        assert image["risk_type"] == "cause_specific" and math.isfinite(image["t_score_r2"])
     with pytest.raises(SystemExit):  # refused before anything is simulated
         bench._parse_args(["--preset", "kong2022", "--out", str(out), "--models", "nope"])
 

@@ -11,6 +11,8 @@ higher means higher risk). The risk set at time :math:`t` is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from fracrisk._cox_kernel import cox_nll_and_gradient
@@ -143,35 +145,60 @@ def cox_partial_likelihood(
 
 
 def auxiliary_loss(
-    prediction: torch.Tensor, target: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    scale: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    logits: Sequence[torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
-    r"""Masked, weighted squared error of dense targets (an auxiliary loss), per patient.
+    r"""Masked, weighted loss of dense targets (an auxiliary loss), per patient.
 
     .. math::
-        L = \sum_k w_k \, \frac{1}{|O_k|} \sum_{i \in O_k}
-            \Big(\frac{\hat y_{ik} - y_{ik}}{s_k}\Big)^2,
+        L = \sum_k w_k \, \frac{1}{|O_k|} \sum_{i \in O_k} \ell_k(i),
 
-    with :math:`O_k` the patients whose target :math:`k` is observed (not NaN) and
-    :math:`s_k` its scale (the training SD), so that each target counts in SD units. A
-    target observed for nobody in the batch adds 0 (with a graph).
+    with :math:`O_k` the patients whose target :math:`k` is observed (not NaN). A numeric
+    target's term is its squared error in SD units,
+    :math:`\ell_k(i) = ((\hat y_{ik} - y_{ik}) / s_k)^2` with :math:`s_k` the training SD,
+    so that each target counts in SD units. A categorical target (classes coded
+    :math:`0..C_k-1`, given by its logits :math:`l_{ik}`) contributes its cross-entropy,
+    :math:`\ell_k(i) = -\log \operatorname{softmax}(l_{ik})_{y_{ik}}`. A target observed for
+    nobody in the batch adds 0 (with a graph).
 
     Parameters
     ----------
     prediction, target : torch.Tensor, shape = (batch, k)
-        Predictions and targets in the targets' units; NaN in ``target`` is missing.
+        Predictions and targets in the targets' units (a categorical target's class code);
+        NaN in ``target`` is missing.
     scale, weight : torch.Tensor, shape = (k,)
         :math:`s_k > 0` and :math:`w_k \ge 0`.
+    logits : sequence of k tensors or None, optional
+        ``logits[k]``: the (batch, :math:`C_k`) logits of a categorical target, None for a
+        numeric one. Default: every target numeric.
     """
     if prediction.shape != target.shape or prediction.ndim != 2:
         raise ValueError(
             f"prediction and target must both be (batch, k); got {tuple(prediction.shape)} and "
             f"{tuple(target.shape)}"
         )
+    k = prediction.shape[1]
+    logits = [None] * k if logits is None else list(logits)
+    if len(logits) != k:
+        raise ValueError(f"logits must hold one entry per target ({k}), got {len(logits)}")
     observed = ~torch.isnan(target)
     residual = torch.where(observed, (prediction - torch.nan_to_num(target)) / scale, 0.0)
     counts = observed.sum(dim=0)
     per_target = (residual**2).sum(dim=0) / counts.clamp(min=1)
-    return (weight.to(per_target.dtype) * per_target).sum()
+    terms = []
+    for j, scores in enumerate(logits):
+        if scores is None:
+            terms.append(per_target[j])
+            continue
+        known = observed[:, j]
+        codes = torch.nan_to_num(target[:, j]).long().clamp(0, scores.shape[1] - 1)
+        nll = torch.nn.functional.cross_entropy(scores.float(), codes, reduction="none")
+        terms.append(torch.where(known, nll, 0.0).sum() / counts[j].clamp(min=1))
+    return (weight.to(per_target.dtype) * torch.stack(terms)).sum()
 
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

@@ -149,3 +149,72 @@ def test_two_stage_training_fits_a_cox_stage_on_the_image_estimated_t_score(coho
     assert (maps.amax(dim=(1, 2, 3)) == 1).all()
     with pytest.raises(ValueError, match="training='two_stage'"):
         ImageSurvivalModel("multiview_drr", training="two_stage", **FAST).fit(cohort)
+
+
+def test_a_categorical_target_adds_its_masked_cross_entropy():
+    prediction = torch.zeros(3, 2)
+    target = torch.tensor([[0.0, 2.0], [1.0, float("nan")], [0.0, 0.0]])
+    logits = torch.tensor([[0.0, 0.0, 3.0], [5.0, 0.0, 0.0], [1.0, 2.0, 0.0]], requires_grad=True)
+    scale, weight = torch.ones(2), torch.tensor([1.0, 2.0])
+    loss = auxiliary_loss(prediction, target, scale, weight, logits=[None, logits])
+    log_p = torch.log_softmax(logits.detach(), dim=1)
+    cross_entropy = -(log_p[0, 2] + log_p[2, 0]) / 2  # row 1 is not graded
+    numeric = (0.0 + 1.0 + 0.0) / 3
+    assert float(loss.detach()) == pytest.approx(numeric + 2.0 * float(cross_entropy))
+    loss.backward()
+    assert (logits.grad[1] == 0).all() and torch.isfinite(logits.grad).all()
+
+
+def test_a_categorical_auxiliary_target_is_learned_as_classes(cohorts, tmp_path):
+    """A grade 0-3 cut from the T-score, trained with cross-entropy, read back as classes."""
+    from scipy.stats import spearmanr
+
+    from fracrisk.data import Cohort
+
+    train, test = cohorts
+    grade = "low_bone_grade"
+
+    def graded(df):
+        t = df[T].to_numpy()
+        codes = np.digitize(-t, [-0.5, 1.0, 2.5]).astype(float)  # 0 normal .. 3 lowest
+        return df.assign(**{grade: np.where(np.isnan(t), np.nan, codes)})
+
+    with pytest.warns(Warning):
+        cohort = Cohort(graded(train), missing="impute")
+    settings = {**FAST, "max_epochs": 25, "patience": 25}
+    model = ImageSurvivalModel(
+        "multiview_drr",
+        auxiliary={grade: 5.0},
+        auxiliary_classes={grade: 4},
+        training="end_to_end",
+        **settings,
+    ).fit(cohort)
+    proba = model.predict_auxiliary_proba(test, grade)
+    assert list(proba.columns) == [0, 1, 2, 3] and len(proba) == len(test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    expected_class = proba.to_numpy() @ np.arange(4)
+    predicted = model.predict_auxiliary(test)[grade].to_numpy()
+    np.testing.assert_allclose(predicted, expected_class, rtol=1e-5, atol=1e-6)
+    truth = graded(test)[grade].to_numpy()
+    rho = spearmanr(predicted, truth).statistic
+    assert rho > 0.5, f"rank correlation of predicted and true grade: {rho:.2f}"
+    model.save(tmp_path / "graded")
+    again = load_model(tmp_path / "graded")
+    np.testing.assert_array_equal(again.predict_auxiliary_proba(test, grade), proba)
+    with pytest.raises(ValueError, match="not a categorical auxiliary target"):
+        model.predict_auxiliary_proba(test, T)
+
+    bad = graded(train)
+    bad.loc[bad.index[5], grade] = 2.5
+    with pytest.warns(Warning):
+        bad_cohort = Cohort(bad, missing="impute")
+    with pytest.raises(ValueError, match=r"categorical with 4 classes .* rows \[5\]"):
+        ImageSurvivalModel(
+            "multiview_drr", auxiliary={grade: 1.0}, auxiliary_classes={grade: 4}, **FAST
+        ).fit(bad_cohort)
+    with pytest.raises(ValueError, match="not an auxiliary target"):
+        ImageSurvivalModel("multiview_drr", auxiliary_classes={grade: 4}, **FAST).fit(cohort)
+    with pytest.raises(ValueError, match="an integer >= 2"):
+        ImageSurvivalModel(
+            "multiview_drr", auxiliary={grade: 1.0}, auxiliary_classes={grade: 1}, **FAST
+        ).fit(cohort)

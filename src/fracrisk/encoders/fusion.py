@@ -67,6 +67,11 @@ class FusionSurvivalNet(nn.Module):
         (:meth:`set_auxiliary_scaling`). Trained jointly with the survival loss
         (:func:`fracrisk.losses.auxiliary_loss`), they make the encoder learn what the images
         show, such as bone density, from every patient rather than from the events alone.
+    auxiliary_classes : sequence of int, optional
+        Per auxiliary target, 0 for a numeric target or its number of classes
+        :math:`C_k \ge 2` for a categorical one (codes :math:`0..C_k-1`, e.g. a Genant
+        grade 0-3). A categorical target gets :math:`C_k` logits; its prediction is the
+        expected class :math:`\sum_c c\, p_c`. Default: every target numeric.
 
     Attributes
     ----------
@@ -106,6 +111,7 @@ class FusionSurvivalNet(nn.Module):
         head_kwargs: dict | None = None,
         covariate_dropout: float = 0.0,
         auxiliary: Sequence[str] = (),
+        auxiliary_classes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         size = getattr(encoder, "num_features", None)
@@ -130,7 +136,16 @@ class FusionSurvivalNet(nn.Module):
         if len(set(self.auxiliary_names)) != len(self.auxiliary_names):
             raise ValueError(f"auxiliary target names repeat: {self.auxiliary_names}")
         k = len(self.auxiliary_names)
-        self.auxiliary_head = nn.Linear(size, k) if k else None
+        classes = [0] * k if auxiliary_classes is None else [int(c) for c in auxiliary_classes]
+        if len(classes) != k or any(c == 1 or c < 0 for c in classes):
+            raise ValueError(
+                f"auxiliary_classes must give each of the {k} targets 0 (numeric) or a number "
+                f"of classes >= 2, got {auxiliary_classes!r}"
+            )
+        self.auxiliary_classes = classes
+        widths = [max(1, c) for c in classes]
+        self._auxiliary_splits = widths
+        self.auxiliary_head = nn.Linear(size, sum(widths)) if k else None
         if k:  # without targets the state dict is what it always was
             self.register_buffer("auxiliary_mean", torch.zeros(k))
             self.register_buffer("auxiliary_scale", torch.ones(k))
@@ -148,15 +163,30 @@ class FusionSurvivalNet(nn.Module):
         self.auxiliary_scale.copy_(scale)
 
     def forward_with_auxiliary(
-        self, images, covariates: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(eta, auxiliary)``: the log hazard ratio and the (batch, k) dense predictions."""
+        self, images, covariates: torch.Tensor | None = None, *, return_logits: bool = False
+    ) -> tuple:
+        """``(eta, auxiliary)``: the log hazard ratio and the (batch, k) dense predictions.
+
+        Numeric targets are predicted in their units, categorical ones as their expected
+        class. With ``return_logits``, a third element lists each target's logits
+        ((batch, :math:`C_k`), None for a numeric target), for the loss.
+        """
         if self.auxiliary_head is None:
             raise ValueError("this network has no auxiliary targets (auxiliary=())")
         u = self.forward_features(images, covariates)
-        z = u[:, : self.image_features]
-        predicted = self.auxiliary_head(z).float() * self.auxiliary_scale + self.auxiliary_mean
-        return self.head(u).squeeze(-1), predicted
+        raw = self.auxiliary_head(u[:, : self.image_features]).float()
+        columns, logits = [], []
+        for j, part in enumerate(torch.split(raw, self._auxiliary_splits, dim=1)):
+            if self.auxiliary_classes[j] == 0:
+                columns.append(part[:, 0] * self.auxiliary_scale[j] + self.auxiliary_mean[j])
+                logits.append(None)
+            else:
+                grades = torch.arange(part.shape[1], device=part.device, dtype=part.dtype)
+                columns.append(torch.softmax(part, dim=1) @ grades)
+                logits.append(part)
+        eta = self.head(u).squeeze(-1)
+        predicted = torch.stack(columns, dim=1)
+        return (eta, predicted, logits) if return_logits else (eta, predicted)
 
     def encode_images(self, images) -> torch.Tensor:
         """Image embedding, shape (batch, image_features); see Notes for ``images``."""

@@ -98,11 +98,29 @@ def _without_augmentation(data: ImageCohortDataset, *, targets: bool = True) -> 
     return view
 
 
-def _target_scaling(data: ImageCohortDataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and SD of each dense target over the training rows that have it."""
+def _target_scaling(
+    data: ImageCohortDataset, rows: np.ndarray, classes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of each auxiliary target over the training rows that have it.
+
+    A categorical target gets (0, 1); its values must all be class codes ``0..C-1``.
+    """
     values = data._targets[rows].astype(np.float64)
     mean, scale = [], []
     for j, name in enumerate(data.target_names):
+        if classes[j]:
+            column = data._targets[:, j].astype(np.float64)
+            bad = np.isfinite(column) & ~np.isin(column, np.arange(classes[j]))
+            if bad.any():
+                labels = list(data.row_labels[np.flatnonzero(bad)[:5]])
+                raise ValueError(
+                    f"auxiliary target {name!r} is categorical with {classes[j]} classes "
+                    f"(codes 0..{classes[j] - 1}); rows {labels} hold other values "
+                    f"(e.g. {column[bad][0]:g})"
+                )
+            mean.append(0.0)
+            scale.append(1.0)
+            continue
         known = values[np.isfinite(values[:, j]), j]
         if known.size < 2 or not known.std() > 0:
             raise ValueError(
@@ -195,6 +213,14 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         (missing ones are masked), is added to the Cox loss with its weight
         (:func:`fracrisk.losses.auxiliary_loss`). Predictions: :meth:`predict_auxiliary`.
         None (default): the Cox loss alone.
+    auxiliary_classes : dict of str to int, optional
+        The auxiliary targets that are categorical: column -> number of classes, coded
+        ``0..C-1`` (e.g. ``{"genant_L1": 4}`` for a Genant grade 0-3 of each vertebra). Such
+        a target is trained with the cross-entropy of its ``C`` logits instead of a squared
+        error; :meth:`predict_auxiliary` gives its expected class (what stage 2 of a
+        two-stage model reads) and :meth:`predict_auxiliary_proba` its class
+        probabilities. A value that is not a code ``0..C-1`` is an error naming its rows.
+        None (default): every target numeric.
     training : {"auto", "end_to_end", "two_stage"}, default "auto"
         ``"end_to_end"``: the network is trained on the Cox loss (plus the auxiliary
         losses). ``"auto"``: ``"two_stage"`` when ``auxiliary`` names dense targets, else
@@ -283,6 +309,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         "head_kwargs": [None, InstanceOf(dict)],
         "covariate_dropout": [Interval(float, 0, 1, closed="left")],
         "auxiliary": [None, InstanceOf(dict)],
+        "auxiliary_classes": [None, InstanceOf(dict)],
         "training": [Options("auto", "end_to_end", "two_stage")],
         "stage_two_penalizer": [Options("cv"), Interval(float, 0, None)],
         "validation_fraction": [Interval(float, 0, 1, closed="left")],
@@ -300,6 +327,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         n_intervals: int = 20,
         covariate_dropout: float = 0.0,
         auxiliary: dict | None = None,
+        auxiliary_classes: dict | None = None,
         training: str = "auto",
         stage_two_penalizer: float | str = "cv",
         learning_rate: float = 3e-4,
@@ -327,7 +355,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         self.image_options, self.augment = image_options, augment
         self.head, self.head_kwargs, self.n_intervals = head, head_kwargs, n_intervals
         self.covariate_dropout = covariate_dropout
-        self.auxiliary = auxiliary
+        self.auxiliary, self.auxiliary_classes = auxiliary, auxiliary_classes
         self.training, self.stage_two_penalizer = training, stage_two_penalizer
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
@@ -366,6 +394,17 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 raise ValueError(
                     "ImageSurvivalModel: auxiliary must map target column names to weights "
                     f">= 0, e.g. {{'femoral_neck_t_score': 1.0}}; got {name!r}: {weight!r}"
+                )
+        for name, classes in (self.auxiliary_classes or {}).items():
+            if name not in (self.auxiliary or {}):
+                raise ValueError(
+                    f"ImageSurvivalModel: auxiliary_classes names {name!r}, which is not an "
+                    f"auxiliary target ({sorted(self.auxiliary or {})})"
+                )
+            if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+                raise ValueError(
+                    "ImageSurvivalModel: auxiliary_classes maps a target to its number of "
+                    f"classes (an integer >= 2, codes 0..C-1); got {name!r}: {classes!r}"
                 )
         if self.training == "two_stage" and not self.auxiliary:
             raise ValueError(
@@ -463,7 +502,13 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             head_kwargs=dict(self.head_kwargs_),
             covariate_dropout=self.covariate_dropout,
             auxiliary=list(self.auxiliary or {}),
+            auxiliary_classes=self._auxiliary_class_counts(),
         )
+
+    def _auxiliary_class_counts(self) -> list[int]:
+        """Per auxiliary target: 0 (numeric) or its number of classes."""
+        classes = self.auxiliary_classes or {}
+        return [int(classes.get(name, 0)) for name in self.auxiliary or {}]
 
     def _loader(self, data) -> DataLoader:
         # A generator of its own: iterating a loader must not draw from the caller's RNG.
@@ -560,7 +605,8 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 network.head.initialise_baseline(data.time[train_rows], data.event_code[train_rows])
             weights = None
             if self.auxiliary:
-                network.set_auxiliary_scaling(*_target_scaling(data, train_rows))
+                scaling = _target_scaling(data, train_rows, self._auxiliary_class_counts())
+                network.set_auxiliary_scaling(*scaling)
                 weights = [float(w) for w in self.auxiliary.values()]
             result = fit_cox_network(
                 network,
@@ -719,9 +765,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         return self.curves_.score(outputs)
 
     def predict_auxiliary(self, data) -> pd.DataFrame:
-        """The dense targets predicted from the images, patients x targets, in their units.
+        r"""The dense targets predicted from the images, patients x targets, in their units.
 
-        Only for a model fitted with ``auxiliary``; e.g. the image-estimated T-score.
+        Only for a model fitted with ``auxiliary``; e.g. the image-estimated T-score. A
+        categorical target (``auxiliary_classes``) is given as its expected class
+        :math:`\sum_c c\, p_c`.
         """
         self._check_fitted()
         if not self.auxiliary:
@@ -733,6 +781,41 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         values = self._auxiliary_values(dataset)[0]
         return pd.DataFrame(
             values, index=pd.Index(dataset.patient_ids), columns=list(self.network_.auxiliary_names)
+        )
+
+    def predict_auxiliary_proba(self, data, target: str) -> pd.DataFrame:
+        """Class probabilities of a categorical auxiliary target, patients x classes.
+
+        Columns ``0..C-1`` (the class codes); each row sums to 1. Only for a target named
+        in ``auxiliary_classes``.
+        """
+        from fracrisk.training.engine import _to_device
+
+        self._check_fitted()
+        classes = dict(zip(self.auxiliary or {}, self._auxiliary_class_counts(), strict=True))
+        if not classes.get(target):
+            categorical = [name for name, c in classes.items() if c]
+            raise ValueError(
+                f"{target!r} is not a categorical auxiliary target of this model "
+                f"(categorical: {categorical or 'none'})"
+            )
+        j = list(classes).index(target)
+        dataset = self._prediction_dataset(data)
+        device = torch.device(self._predict_device())
+        network = self.network_.to(device).eval()
+        parts = []
+        with torch.no_grad():
+            for images, covariates, _, _ in self._loader(dataset):
+                logits = network.forward_with_auxiliary(
+                    *_to_device((images, covariates), device), return_logits=True
+                )[2][j]
+                parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        network.cpu()
+        values = np.concatenate(parts) if parts else np.empty((0, classes[target]))
+        return pd.DataFrame(
+            values.astype(np.float64),
+            index=pd.Index(dataset.patient_ids),
+            columns=pd.RangeIndex(classes[target], name=target),
         )
 
     def _auxiliary_values(self, dataset) -> tuple[np.ndarray, ...]:

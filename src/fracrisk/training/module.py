@@ -143,10 +143,11 @@ class CoxLightningModule(pl.LightningModule):
         if self.auxiliary_weights is None:
             return self.network(*inputs), None
         *inputs, targets = inputs
-        eta, predicted = self.network.forward_with_auxiliary(*inputs)
+        eta, predicted, logits = self.network.forward_with_auxiliary(*inputs, return_logits=True)
         scale = self.network.auxiliary_scale
         weight = self.auxiliary_weights.to(predicted.device)
-        return eta, auxiliary_loss(predicted, targets.to(predicted.dtype), scale, weight)
+        target = targets.to(predicted.dtype)
+        return eta, auxiliary_loss(predicted, target, scale, weight, logits=logits)
 
     def survival_loss(
         self, output: torch.Tensor, time: torch.Tensor, event: torch.Tensor, *, exact: bool = False
