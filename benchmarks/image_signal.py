@@ -16,7 +16,10 @@ On an independent simulated training and test cohort with images, it fits
   :class:`~fracrisk.ImageSurvivalModel` with ``training="two_stage"``, the CNN trained on
   the dense targets (the DXA T-score; on the spine also the Genant grade of each vertebra,
   as a radiologist's labels of the training patients), then a penalised Cox stage;
-* the seed papers' ablations on the texture model (``ablation_*``, see :data:`ABLATIONS`);
+* the seed papers' ablations on the texture model (``ablation_*``, see :data:`ABLATIONS`)
+  and, on the hip CT unless ``--skip-end-to-end``, Kim's 3-D arm (``ablation_volume_3d``:
+  the same two-stage training on a MONAI 3-D ResNet over the CT resized to 32 x 48 x 48
+  voxels, :class:`~fracrisk.encoders.VolumeCTEncoder`);
 
 and reports for each Harrell's C with a 95% bootstrap CI, paired Delta C against the
 FRAX-style refit with and without BMD and against ``cox_frax_bmd``, the **modality
@@ -92,6 +95,7 @@ MODEL_NAMES = (
     "image_frax_graded",
     *(f"ablation_{name}" for name in ("images_only", "no_morphometry", "masked")),
     *(f"ablation_{name}" for name in ("frontal", "lateral", "axial", "view_ensemble")),
+    "ablation_volume_3d",
 )
 #: The seed papers' ablations, on the two-stage texture model with the FRAX covariates (no
 #: DXA): Kong's images only / masked patches (and what the vertebrae's shape adds); Kim's
@@ -260,6 +264,16 @@ def _models(args, preset: dict, train: Cohort) -> dict:
                     dict(preset["encoder_kwargs"]),
                     image_options={**options, "covariates": frax},
                     auxiliary_classes=graded,
+                    **common,
+                ),
+                "images",
+            )
+        if preset["kind"] == "drr":  # Kim's 3-D arm: a MONAI 3-D ResNet on the CT itself
+            volume = {k: v for k, v in options.items() if k != "size"}  # its own grid
+            models["ablation_volume_3d"] = (
+                ImageSurvivalModel(
+                    "ct_volume",
+                    image_options={**volume, "kind": "volume", "covariates": frax},
                     **common,
                 ),
                 "images",

@@ -119,7 +119,7 @@ def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run)
 
 
 @pytest.mark.filterwarnings("ignore:age outside 40-90")  # kim2024 has patients over 90
-def test_kims_single_view_ablations_and_their_ensemble(tmp_path):
+def test_kims_single_view_ablations_their_ensemble_and_the_3d_cnn(tmp_path):
     bench = _module()
     args = bench._parse_args(
         [
@@ -133,6 +133,16 @@ def test_kims_single_view_ablations_and_their_ensemble(tmp_path):
     assert set(views) <= set(results["models"])
     for name in views:
         assert 0.0 < results["models"][name]["c"] < 1.0
+    # Kim's 3-D arm on the same cohorts: the CT itself through a 3-D ResNet, one epoch.
+    args = bench._parse_args(
+        [
+            *("--preset", "kim2024", "--n-train", "120", "--n-test", "80", "--seed", "2"),
+            *("--out", str(tmp_path), "--n-boot", "20", "--no-progress", "--epochs", "1"),
+            *("--models", "ablation_volume_3d"),
+        ]
+    )
+    volume = bench.run(args, log=lambda *a: None)["models"]["ablation_volume_3d"]
+    assert 0.0 < volume["c"] < 1.0 and math.isfinite(volume["t_score_r2"])
     with pytest.raises(SystemExit, match="not fitted for kim2024"):
         bench.run(
             bench._parse_args(

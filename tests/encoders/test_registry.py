@@ -19,11 +19,13 @@ from fracrisk.encoders import (
 # the convolutions inside a block get exactly zero gradient; switch that off here so the test
 # can require a non-zero gradient for every parameter.
 _RESNET = {"backbone": "resnet10t", "backbone_kwargs": {"zero_init_last": False}}
-# name -> (tiny constructor options, input shape (batch, items, H, W)). A new encoder must add
-# its case here: test_every_registered_encoder_has_a_case fails otherwise.
-ENCODER_CASES: dict[str, tuple[dict, tuple[int, int, int, int]]] = {
+# name -> (tiny constructor options, input shape (batch, items, H, W) or, for a volume,
+# (batch, 1, D, H, W)). A new encoder must add its case here:
+# test_every_registered_encoder_has_a_case fails otherwise.
+ENCODER_CASES: dict[str, tuple[dict, tuple[int, ...]]] = {
     "multiview_drr": (_RESNET, (4, 3, 32, 32)),
     "vertebral_patches": (_RESNET, (4, 5, 32, 32)),
+    "ct_volume": ({"widths": (4, 8, 8, 16)}, (4, 1, 8, 8, 8)),
 }
 
 
@@ -55,12 +57,12 @@ def test_every_encoder_rejects_a_wrong_number_of_items(name):
     kwargs, shape = ENCODER_CASES[name]
     encoder = create_encoder(name, **kwargs)
     wrong = (shape[0], shape[1] + 1, *shape[2:])
-    with pytest.raises(ValueError, match=rf"shape \(batch, {shape[1]}, H, W\)"):
+    with pytest.raises(ValueError, match=rf"shape \(batch, {shape[1]}, (D, )?H, W\)"):
         encoder(torch.zeros(wrong))
 
 
 def test_list_encoders_filters_by_pattern():
-    assert list_encoders() == ["multiview_drr", "vertebral_patches"]
+    assert list_encoders() == ["ct_volume", "multiview_drr", "vertebral_patches"]
     assert list_encoders("multi*") == ["multiview_drr"]
     assert list_encoders("*patch*") == ["vertebral_patches"]
     assert list_encoders("densenet*") == []
@@ -77,7 +79,9 @@ def test_create_encoder_builds_the_registered_class_with_options():
 
 
 def test_create_encoder_rejects_unknown_names_listing_the_valid_ones():
-    with pytest.raises(ValueError, match="registered encoders: multiview_drr, vertebral_patches"):
+    with pytest.raises(
+        ValueError, match="registered encoders: ct_volume, multiview_drr, vertebral_patches"
+    ):
         create_encoder("densenet121")
 
 

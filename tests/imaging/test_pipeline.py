@@ -18,9 +18,11 @@ from fracrisk.imaging.pipeline import (
     NormaliseRadiographd,
     PersistentPipeline,
     RenderDRRd,
+    ResizeVolumed,
     StepError,
     drr_pipeline,
     patch_pipeline,
+    volume_pipeline,
 )
 from fracrisk.imaging.store import TensorStore
 from fracrisk.imaging.transforms import Compose, EnsureFloat32, RandRotate
@@ -147,3 +149,23 @@ def test_a_constant_radiograph_cannot_be_normalised():
     assert NormaliseRadiographd(None)(dict(item))["radiograph"] is item["radiograph"]
     with pytest.raises(ValueError, match="radiograph_normalisation"):
         NormaliseRadiographd("minmax")
+
+
+def test_resize_volume_averages_blocks_when_shrinking_and_keeps_hu_per_1000():
+    hu = np.arange(4 * 4 * 4, dtype=np.float32).reshape(4, 4, 4) * 10.0
+    ct = io.CTVolume(hu, (1.0, 1.0, 1.0), "ct.nii.gz", None)
+    image = ResizeVolumed((2, 2, 2))({"ct": ct})["image"]
+    assert image.shape == (1, 2, 2, 2) and image.dtype == torch.float32
+    blocks = hu.reshape(2, 2, 2, 2, 2, 2).mean(axis=(1, 3, 5)) / 1000.0
+    np.testing.assert_allclose(image[0].numpy(), blocks, rtol=1e-6)
+
+
+def test_resize_volume_windows_and_clips_and_grows_trilinearly():
+    hu = np.array([-1000.0, 0.0, 1000.0], dtype=np.float32).reshape(3, 1, 1) * np.ones((3, 2, 2))
+    ct = io.CTVolume(hu.astype(np.float32), (1.0, 1.0, 1.0), "ct.nii.gz", None)
+    step = ResizeVolumed((3, 4, 4), window=(-500.0, 500.0))
+    image = step({"ct": ct})["image"][0]
+    np.testing.assert_allclose(image[:, 0, 0].numpy(), [0.0, 0.5, 1.0])  # clipped, linear
+    assert step.key_options() == {"volume_size": [3, 4, 4], "hu_window": (-500.0, 500.0)}
+    steps = volume_pipeline(ct_spacing=1.0, size=(3, 4, 4))
+    assert [type(s).__name__ for s in steps] == ["LoadCTd", "ResizeVolumed"]

@@ -9,15 +9,19 @@ r"""A PyTorch dataset of images, covariates and outcome, one item per patient of
 * ``kind="patches"``: the lateral spine radiograph of each row
   (:func:`fracrisk.imaging.load_radiograph`), its 20 vertebral-body corners (from the table,
   or found by the keypoint detector), and the L1-L5 patches ``(5, h, w)`` cut by
-  :func:`fracrisk.imaging.vertebral_patches`.
+  :func:`fracrisk.imaging.vertebral_patches`;
+* ``kind="volume"``: the hip CT of each row, read as for ``"drr"``, its field of view resized
+  to a small grid ``(1, D, H, W)`` (:class:`fracrisk.imaging.pipeline.ResizeVolumed`), for
+  3-D CNNs.
 
 A thin composition
 ------------------
 The dataset is three parts and the table's rows:
 
 * a **pipeline** of dictionary transforms (:mod:`fracrisk.imaging.pipeline`): for a CT
-  ``LoadCTd -> RenderDRRd``; for a radiograph ``DetectKeypointsd -> LoadRadiographd ->
-  NormaliseRadiographd -> CutVertebralPatchesd``; then the random tail (``transform``);
+  ``LoadCTd -> RenderDRRd`` (DRRs) or ``LoadCTd -> ResizeVolumed`` (volume); for a
+  radiograph ``DetectKeypointsd -> LoadRadiographd -> NormaliseRadiographd ->
+  CutVertebralPatchesd``; then the random tail (``transform``);
 * a **store** (:class:`fracrisk.imaging.store.TensorStore`) holding the pipeline's output
   up to the first random transform, as MONAI's ``PersistentDataset`` does;
 * a **failure policy** (:class:`fracrisk.data.image_failures.FailurePolicy`): stop at a bad
@@ -103,6 +107,7 @@ from fracrisk.imaging.pipeline import (
     prepare_items,
     render_key_options,
     resolve_path,
+    volume_pipeline,
 )
 from fracrisk.imaging.store import FILE_IDENTITIES, TensorStore, file_identity, read_tensor
 from fracrisk.imaging.transforms import IMAGE_KINDS
@@ -111,8 +116,8 @@ from fracrisk.preprocessing import TabularPreprocessor
 
 __all__ = ["ImageCohortDataset", "ImageFailure", "failure_table"]
 
-_DEFAULT_SIZES = {"drr": (224, 224), "patches": (64, 64)}
-_STORED_NAME = {"drr": "views", "patches": "patches"}
+_DEFAULT_SIZES = {"drr": (224, 224), "patches": (64, 64), "volume": (32, 48, 48)}
+_STORED_NAME = {"drr": "views", "patches": "patches", "volume": "volume"}
 _EVENT_OF_INTEREST = 1  # fracture (EVENT_CODES)
 _KEYPOINT_SHAPE = (len(VERTEBRAE), len(VERTEBRA_CORNERS), 2)
 
@@ -129,11 +134,11 @@ class ImageCohortDataset(Dataset):
         One row per patient, with ``time`` (years), ``event`` (0 censored, 1 fracture, 2
         death) and an image path column; a DataFrame is validated into a
         :class:`~fracrisk.data.Cohort`.
-    kind : {"drr", "patches"}, default "drr"
+    kind : {"drr", "patches", "volume"}, default "drr"
         ``"drr"``: multi-view DRRs of a hip CT; ``"patches"``: L1-L5 patches of a lateral
-        spine radiograph (module docstring).
+        spine radiograph; ``"volume"``: the hip CT on a small 3-D grid (module docstring).
     image_column : str, optional
-        Column of image paths; default ``"hip_ct_path"`` (``"drr"``) or
+        Column of image paths; default ``"hip_ct_path"`` (``"drr"``, ``"volume"``) or
         ``"spine_xray_path"`` (``"patches"``), as :func:`fracrisk.simulate.cohort` names them.
         A missing value is a bad file (``on_error``). Relative paths are taken from
         ``image_root``.
@@ -168,16 +173,19 @@ class ImageCohortDataset(Dataset):
         global generator.
     views : sequence of str, default ("frontal", "lateral", "axial")
         DRR views, in channel order (``"drr"``).
-    size : (int, int), optional
+    size : (int, int) or (int, int, int), optional
         Output image size ``(H, W)``: default (224, 224) for DRRs (resampled from the
-        native projections), (64, 64) for patches.
+        native projections), (64, 64) for patches; ``(D, H, W)`` for a volume, default
+        (32, 48, 48) (about 3 x 2.7 x 2.7 mm voxels on the simulator's 96 x 128 x 128 mm
+        hip CTs).
     window : (float, float), optional
         DRR window ``(lo, hi)`` in line-integral units (optical depth, dimensionless) mapped
         to [0, 1] and clipped. Default None: physical line integrals (about 0-4 on the
-        simulator's hips), which keep the absolute attenuation -- the density signal.
+        simulator's hips), which keep the absolute attenuation -- the density signal. For a
+        volume, an HU window; None: HU / 1000.
     ct_spacing : float or None, default 1.0
-        Isotropic voxel size (mm) the CT is resampled to before rendering; None keeps the
-        file's grid.
+        Isotropic voxel size (mm) the CT is resampled to before rendering or resizing; None
+        keeps the file's grid.
     render_options : dict, optional
         Further keyword arguments for :func:`fracrisk.imaging.render_drr` (e.g. the beam
         geometry), part of the cache key; must be JSON-serialisable.
@@ -243,8 +251,9 @@ class ImageCohortDataset(Dataset):
     -----
     Item ``i`` is a tuple
 
-    * ``image``: float32 ``(V, H, W)`` DRR views (``"drr"``) or ``(5, h, w)`` patches L1..L5
-      (``"patches"``; patch top = superior endplate, left = anterior);
+    * ``image``: float32 ``(V, H, W)`` DRR views (``"drr"``), ``(5, h, w)`` patches L1..L5
+      (``"patches"``; patch top = superior endplate, left = anterior) or ``(1, D, H, W)``
+      (``"volume"``; axes z inferior -> superior, y, x);
     * ``covariates``: float32 ``(p,)``;
     * ``targets`` (only with ``targets=``): float32 ``(k,)``, NaN where missing;
     * ``time``: float64 scalar tensor, years;
@@ -280,7 +289,7 @@ class ImageCohortDataset(Dataset):
         on_error: str = "raise",
         seed: int | None = None,
         views: Sequence[str] | str = ("frontal", "lateral", "axial"),
-        size: tuple[int, int] | None = None,
+        size: tuple[int, ...] | None = None,
         window: tuple[float, float] | None = None,
         ct_spacing: float | None = 1.0,
         render_options: dict | None = None,
@@ -436,6 +445,12 @@ class ImageCohortDataset(Dataset):
         self, views, window, ct_spacing, render_options, margin, patch_mapping, normalisation
     ) -> None:
         """Check and keep the options of the deterministic steps (all part of the cache key)."""
+        if self.kind == "volume":
+            self.views = ()
+            self.window = _check_window(window)
+            self.ct_spacing = _check_positive("ct_spacing", ct_spacing, allow_none=True)
+            self.render_options = {}
+            return
         if self.kind == "drr":
             self.views = _check_views(views)
             self.window = _check_window(window)
@@ -471,7 +486,9 @@ class ImageCohortDataset(Dataset):
 
     def _build_pipeline(self, root: Path | None, detector) -> PersistentPipeline:
         store = TensorStore(None if root is None else root / self.kind)
-        if self.kind == "drr":
+        if self.kind == "volume":
+            steps = volume_pipeline(ct_spacing=self.ct_spacing, size=self.size, window=self.window)
+        elif self.kind == "drr":
             steps = drr_pipeline(
                 ct_spacing=self.ct_spacing,
                 views=self.views,
@@ -732,9 +749,12 @@ class ImageCohortDataset(Dataset):
 
     # ------------------------------------------------------------------ reporting
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """Shape of an item's image before the transform: ``(V, H, W)`` or ``(5, h, w)``."""
-        channels = len(self.views) if self.kind == "drr" else len(VERTEBRAE)
+    def image_shape(self) -> tuple[int, ...]:
+        """Shape of an item's image before the transform.
+
+        ``(V, H, W)`` DRRs, ``(5, h, w)`` patches or ``(1, D, H, W)`` a volume.
+        """
+        channels = {"drr": len(self.views), "patches": len(VERTEBRAE), "volume": 1}[self.kind]
         return (channels, *self.size)
 
     @property
@@ -745,7 +765,12 @@ class ImageCohortDataset(Dataset):
         can be checked to give the same kind of images (geometry, window, patch margin, ...).
         """
         options = {"kind": self.kind, "image_shape": list(self.image_shape)}
-        if self.kind == "drr":
+        if self.kind == "volume":
+            options.update(
+                window=None if self.window is None else list(self.window),
+                ct_spacing=self.ct_spacing,
+            )
+        elif self.kind == "drr":
             options.update(
                 views=list(self.views),
                 window=None if self.window is None else list(self.window),
@@ -802,8 +827,21 @@ def _is_missing(value) -> bool:
 
 
 def _check_size(size, kind: str) -> tuple[int, int]:
-    """The kind's default size, or ``size`` checked as render_drr checks it."""
-    return _DEFAULT_SIZES[kind] if size is None else _check_image_size(size)
+    """The kind's default size, or ``size`` checked: ``(H, W)``, or ``(D, H, W)`` for a volume."""
+    if size is None:
+        return _DEFAULT_SIZES[kind]
+    if kind != "volume":
+        return _check_image_size(size)
+    try:
+        dims = tuple(size)
+        ok = len(dims) == 3 and all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 2 for n in dims
+        )
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"size of a volume must be three integers (D, H, W) >= 2, got {size!r}")
+    return tuple(int(n) for n in dims)
 
 
 def _check_positive(name: str, value, *, allow_none: bool) -> float | None:

@@ -38,7 +38,11 @@ SPINE_KEYPOINTS_COLUMN = "spine_keypoints"
 #: The radiograph's pixel size in mm.
 SPINE_PIXEL_SPACING_COLUMN = "spine_pixel_spacing_mm"
 #: The default image path column of each kind of image dataset.
-DEFAULT_IMAGE_COLUMNS: dict[str, str] = {"drr": HIP_CT_COLUMN, "patches": SPINE_XRAY_COLUMN}
+DEFAULT_IMAGE_COLUMNS: dict[str, str] = {
+    "drr": HIP_CT_COLUMN,
+    "patches": SPINE_XRAY_COLUMN,
+    "volume": HIP_CT_COLUMN,
+}
 
 
 @dataclass(frozen=True)

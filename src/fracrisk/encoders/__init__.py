@@ -1,4 +1,4 @@
-"""Image encoders (multi-view DRR, vertebral patches) and their fusion with covariates.
+"""Image encoders (multi-view DRR, vertebral patches, CT volume) and their fusion with covariates.
 
 Every encoder has one interface (``num_features``, ``forward`` to an embedding of shape
 (batch, num_features), ``forward_features`` to one embedding per view or vertebra) and is
@@ -11,6 +11,7 @@ from fracrisk.encoders.backbones import DEFAULT_BACKBONE, ImageBackbone, create_
 from fracrisk.encoders.fusion import FusionSurvivalNet
 from fracrisk.encoders.multiview import DRR_VIEWS, MultiViewDRREncoder
 from fracrisk.encoders.vertebral import LUMBAR_LEVELS, VertebralPatchEncoder
+from fracrisk.encoders.volume import VolumeCTEncoder
 
 __all__ = [
     "DEFAULT_BACKBONE",
@@ -20,6 +21,7 @@ __all__ = [
     "ImageBackbone",
     "MultiViewDRREncoder",
     "VertebralPatchEncoder",
+    "VolumeCTEncoder",
     "create_backbone",
     "create_encoder",
     "list_encoders",

@@ -50,7 +50,7 @@ def list_encoders(pattern: str = "*") -> list[str]:
     Examples
     --------
     >>> list_encoders()
-    ['multiview_drr', 'vertebral_patches']
+    ['ct_volume', 'multiview_drr', 'vertebral_patches']
     >>> list_encoders("vert*")
     ['vertebral_patches']
     """
@@ -84,10 +84,10 @@ def create_encoder(name: str, **kwargs) -> nn.Module:
     >>> encoder = create_encoder("vertebral_patches", backbone="resnet10t", pooling="mean")
     >>> encoder(torch.zeros(2, 5, 32, 32)).shape == (2, encoder.num_features)
     True
-    >>> create_encoder("densenet")
+    >>> create_encoder("densenet")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown encoder 'densenet'; registered encoders: multiview_drr, vertebral_patches
+    ValueError: unknown encoder 'densenet'; registered encoders: ct_volume, multiview_drr, ...
     """
     if name not in _ENCODERS:
         raise ValueError(

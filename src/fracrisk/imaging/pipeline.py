@@ -17,6 +17,7 @@ step                              reads                       writes
 ================================  ==========================  =======================
 :class:`LoadCTd`                  ``path``                    ``ct`` (CTVolume)
 :class:`RenderDRRd`               ``ct``                      ``image`` (V, H, W)
+:class:`ResizeVolumed`            ``ct``                      ``image`` (1, D, H, W)
 :class:`DetectKeypointsd`         ``path``, ``keypoints``     ``keypoints``
 :class:`LoadRadiographd`          ``path``                    ``radiograph``
 :class:`NormaliseRadiographd`     ``radiograph``              ``radiograph``
@@ -24,7 +25,8 @@ step                              reads                       writes
                                   ``keypoints``
 ================================  ==========================  =======================
 
-:func:`drr_pipeline` and :func:`patch_pipeline` chain them for the two image kinds.
+:func:`drr_pipeline`, :func:`patch_pipeline` and :func:`volume_pipeline` chain them for
+the three image kinds.
 
 Caching (MONAI ``PersistentDataset`` semantics)
 -----------------------------------------------
@@ -83,11 +85,13 @@ __all__ = [
     "PersistentPipeline",
     "Prepared",
     "RenderDRRd",
+    "ResizeVolumed",
     "StepError",
     "apply_transform",
     "drr_pipeline",
     "patch_pipeline",
     "render_key_options",
+    "volume_pipeline",
 ]
 
 RADIOGRAPH_NORMALISATIONS = ("zscore", None)
@@ -217,6 +221,61 @@ class RenderDRRd(MapTransform):
         ct = item.pop("ct")
         views = render_drr(ct.volume_hu, ct.spacing, **self._options())
         item["image"] = views.detach().cpu().to(torch.float32).contiguous()
+        self._count(item)
+        return item
+
+
+class ResizeVolumed(MapTransform):
+    r"""``ct`` -> ``image``: float32 ``(1, D, H, W)``, the CT's field of view on a small grid.
+
+    The whole volume (after :class:`LoadCTd`) is resized to ``size`` voxels: by averaging
+    the voxels that fall in each output voxel when shrinking (adaptive average pooling: the
+    mean density of each block survives, fine texture does not), trilinearly when growing.
+    Intensities, for a voxel of mean :math:`h` HU:
+
+    .. math::
+        x = h / 1000 \quad (\text{window None}), \qquad
+        x = \operatorname{clip}\!\left(\frac{h - lo}{hi - lo}, 0, 1\right)
+        \quad (\text{window } (lo, hi)).
+
+    The default keeps absolute density (the bone-density signal), as the DRRs' physical
+    line integrals do.
+
+    Parameters
+    ----------
+    size : (int, int, int)
+        Output ``(D, H, W)`` voxels along the CT's ``(z, y, x)`` axes (z inferior to
+        superior).
+    window : (float, float) or None
+        HU window mapped to [0, 1] and clipped; None: HU / 1000, unclipped.
+    """
+
+    counter = "rendered"
+
+    def __init__(self, size, window=None) -> None:
+        self.size = tuple(int(n) for n in size)
+        self.window = None if window is None else tuple(float(v) for v in window)
+
+    def key_options(self) -> dict:
+        """The settings that change the output (plain JSON)."""
+        return {"volume_size": list(self.size), "hu_window": self.window}
+
+    def __call__(self, item: dict) -> dict:
+        """Run the step on ``item`` (see the class docstring); returns the item."""
+        ct = item.pop("ct")
+        volume = torch.from_numpy(np.asarray(ct.volume_hu, dtype=np.float32))[None, None]
+        if all(n <= m for n, m in zip(self.size, volume.shape[2:], strict=True)):
+            volume = torch.nn.functional.adaptive_avg_pool3d(volume, self.size)
+        else:
+            volume = torch.nn.functional.interpolate(
+                volume, size=self.size, mode="trilinear", align_corners=False
+            )
+        if self.window is None:
+            volume = volume / 1000.0
+        else:
+            lo, hi = self.window
+            volume = ((volume - lo) / (hi - lo)).clamp(0.0, 1.0)
+        item["image"] = volume[0].contiguous()
         self._count(item)
         return item
 
@@ -486,6 +545,11 @@ def drr_pipeline(
 ) -> list[MapTransform]:
     """Hip CT steps: :class:`LoadCTd` then :class:`RenderDRRd`."""
     return [LoadCTd(ct_spacing), RenderDRRd(views, size, window, render_options)]
+
+
+def volume_pipeline(*, ct_spacing, size, window=None) -> list[MapTransform]:
+    """Hip CT steps for a 3-D CNN: :class:`LoadCTd` then :class:`ResizeVolumed`."""
+    return [LoadCTd(ct_spacing), ResizeVolumed(size, window)]
 
 
 def patch_pipeline(

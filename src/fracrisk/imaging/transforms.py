@@ -71,8 +71,9 @@ __all__ = [
 ]
 
 #: The image kinds of :class:`fracrisk.data.ImageCohortDataset`: multi-view DRRs of a hip CT
-#: ``(V, H, W)`` and L1-L5 vertebral patches of a lateral spine radiograph ``(5, h, w)``.
-IMAGE_KINDS: tuple[str, ...] = ("drr", "patches")
+#: ``(V, H, W)``, L1-L5 vertebral patches of a lateral spine radiograph ``(5, h, w)``, and
+#: the hip CT itself resized to a small grid ``(1, D, H, W)`` (for 3-D CNNs).
+IMAGE_KINDS: tuple[str, ...] = ("drr", "patches", "volume")
 
 _PADDING_MODES = ("zeros", "border", "reflection")
 _INTERPOLATIONS = ("bilinear", "nearest")
@@ -703,7 +704,7 @@ def default_eval_transform(kind: str) -> Compose:
 
     Parameters
     ----------
-    kind : {"drr", "patches"}
+    kind : {"drr", "patches", "volume"}
 
     Examples
     --------
@@ -733,11 +734,13 @@ def default_train_transform(
     patches   U(-5, 5) degrees, border padding   gamma 1 +- 0.1, gain 1 +- 0.1, offset +- 0.1
                                                  (z-score units); noise std 0.05 on half of
                                                  the images
+    volume    U(-5, 5) degrees about the         as drr (HU / 1000 or the HU window's units);
+              body's long axis, zero padding     no noise
     ========  =================================  ===========================================
 
     Parameters
     ----------
-    kind : {"drr", "patches"}
+    kind : {"drr", "patches", "volume"}
     max_degrees : float, default 5.0
         Largest rotation in degrees.
     noise_std : float, optional
@@ -753,7 +756,7 @@ def default_train_transform(
         ``RandGaussianNoise``.
     """
     kind = _check_kind(kind)
-    if kind == "drr":
+    if kind in ("drr", "volume"):  # a volume (1, D, H, W) turns in its axial planes
         noise = 0.0 if noise_std is None else noise_std
         members = [
             EnsureFloat32(),

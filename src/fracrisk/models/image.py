@@ -64,7 +64,7 @@ def _codes_of(data) -> np.ndarray:
 
 
 #: The image kind each registered encoder reads.
-_ENCODER_KIND = {"multiview_drr": "drr", "vertebral_patches": "patches"}
+_ENCODER_KIND = {"multiview_drr": "drr", "vertebral_patches": "patches", "ct_volume": "volume"}
 
 
 def _dataset_options(image_config: dict) -> dict:
@@ -188,8 +188,8 @@ class ImageSurvivalModel(SurvivalModel, name="image_survival"):
         passed unless given here.
     image_options : dict, optional
         How to make the images of a :class:`~fracrisk.data.Cohort` passed to ``fit`` or
-        ``predict_*``: ``kind`` (``"drr"`` or ``"patches"``; by default the encoder's) and
-        any option of :class:`~fracrisk.data.ImageCohortDataset` (``image_column``,
+        ``predict_*``: ``kind`` (``"drr"``, ``"patches"`` or ``"volume"``; by default the
+        encoder's) and any option of :class:`~fracrisk.data.ImageCohortDataset` (``image_column``,
         ``covariates``, ``cache_dir``, ``size``, ``views``, ``window``, ...).
     augment : bool, default True
         Augment the training images (:func:`~fracrisk.imaging.default_train_transform`)
@@ -441,7 +441,7 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
         if name in _ENCODER_KIND:
             return _ENCODER_KIND[name]
         raise ValueError(
-            "image_options needs 'kind' ('drr' or 'patches'): which images the encoder "
+            "image_options needs 'kind' ('drr', 'patches' or 'volume'): which images the encoder "
             f"{type(self.encoder).__name__} reads"
         )
 
@@ -897,12 +897,14 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
 
     @property
     def item_names_(self) -> list[str]:
-        """Names of the images of one patient, in item order: the DRR views or L1-L5."""
+        """Names of the images of one patient, in item order: the DRR views, L1-L5 or "ct"."""
         self._check_fitted()
         from fracrisk.imaging.anatomy import VERTEBRAE
 
         if self.image_config_["kind"] == "drr":
             return list(self.image_config_["views"])
+        if self.image_config_["kind"] == "volume":
+            return ["ct"]
         return list(VERTEBRAE)
 
     def grad_cam(
