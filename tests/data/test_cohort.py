@@ -401,6 +401,7 @@ def test_roles_survive_the_round_trip(tmp_path, fmt):
         "id_col": "subject",
         "image_cols": ["ct_path"],
         "covariates": ["falls"],
+        "missing": "error",
     }
     assert back.default_covariates == cohort.default_covariates
     assert list(back.ids) == ["P1", "P2", "P3", "P4", "P5", "P6"]
@@ -619,3 +620,22 @@ def test_an_explicit_image_root_confines_the_paths(tmp_path, fmt):
     allowed = Cohort.read(path, image_root=root, image_cols=["ct_path"], confine_to_root=False)
     assert len(allowed) == 6
     assert len(Cohort.read(path, image_cols=["ct_path"])) == 6  # no explicit root: no confinement
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_cohort_that_imputes_reads_back_with_its_policy(tmp_path, fmt):
+    df = pd.DataFrame(
+        {"patient_id": ["a", "b", "c"], "time": [1.0, 2.0, 3.0], "event": [0, 1, 0]}
+    ).assign(age=[60.0, 70.0, np.nan])
+    with pytest.warns(DataWarning, match="missing='impute'"):
+        cohort = Cohort(df, covariates=["age"], missing="impute")
+    with pytest.warns(DataWarning, match="missing='impute'"):
+        back = Cohort.read(cohort.save(tmp_path / f"imputing.{fmt}"))
+    assert back.missing_report.policy == "impute" and back.roles()["missing"] == "impute"
+    pd.testing.assert_frame_equal(back.df, cohort.df, check_exact=True)
+
+
+def test_patient_ids_of_mixed_types_are_refused_with_the_rows():
+    df = pd.DataFrame({"patient_id": [1, "b", 3], "time": [1.0, 2.0, 3.0], "event": [0, 1, 0]})
+    with pytest.raises(CohortValidationError, match=r"row \[1\].*patient ids mix types"):
+        Cohort(df)

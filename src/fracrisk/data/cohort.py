@@ -330,6 +330,7 @@ class Cohort:
             "id_col": self.id_col,
             "image_cols": list(self.image_cols),
             "covariates": list(self.covariates),
+            "missing": self.missing_report.policy,
         }
 
     # ------------------------------------------------------------------ splits

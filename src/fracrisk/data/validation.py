@@ -184,6 +184,33 @@ def _check_id(df, column, problems, *, allow_nan: bool) -> None:
     dup = series.duplicated(keep=False).to_numpy() & ~nan
     if dup.any():
         problems.append(problem_at(df, column, dup, "duplicated patient id", None))
+    if series.dtype == object:  # ids of one type only: 1 and "1" are not the same patient
+        kinds = np.array([_id_kind(v) for v in series], dtype=object)
+        known = kinds[~nan]
+        if len(set(known)) > 1:
+            values, counts = np.unique(known.astype(str), return_counts=True)
+            minority = kinds == values[np.argmin(counts)]
+            problems.append(
+                problem_at(
+                    df,
+                    column,
+                    minority & ~nan,
+                    f"patient ids mix types ({', '.join(sorted(values))}); these rows differ "
+                    f"from the rest: make them one type, e.g. df[{column!r}].astype(str)",
+                    None,
+                )
+            )
+
+
+def _id_kind(value) -> str:
+    """``number``, ``text`` or the type name of one patient id."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        return "number"
+    return type(value).__name__
 
 
 def _check_extra(df, column, id_col, problems, *, allow_nan: bool) -> None:

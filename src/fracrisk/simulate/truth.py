@@ -124,8 +124,7 @@ def with_labels(cohort, columns: Sequence[str]):
         return cohort
     return Cohort(
         cohort.df.join(truth[labels]),
-        **cohort.roles(),
-        missing=cohort.missing_report.policy,
+        **cohort.roles(),  # with its missing policy
         truth=cohort.truth,
         image_root=cohort.image_root,
     )
