@@ -754,7 +754,10 @@ class ImageCohortDataset(Dataset):
 
         ``(V, H, W)`` DRRs, ``(5, h, w)`` patches or ``(1, D, H, W)`` a volume.
         """
-        channels = {"drr": len(self.views), "patches": len(VERTEBRAE), "volume": 1}[self.kind]
+        if self.kind == "drr":
+            channels = len(self.views)
+        else:
+            channels = len(VERTEBRAE) if self.kind == "patches" else 1
         return (channels, *self.size)
 
     @property
