@@ -405,6 +405,22 @@ def test_prepare_images_patches_use_the_manifest_keypoints(image_manifest, tmp_p
     assert data.cache_info["from_cache"] == 6 and data.cache_info["loaded"] == 0
 
 
+def test_prepare_images_volume_fills_the_cache_of_the_3d_cnn(image_manifest, tmp_path, capsys):
+    manifest, root, df = image_manifest
+    cache = tmp_path / "cache"
+    options = ["--kind", "volume", "--size", "8", "12", "12", "--window", "-200", "1200"]
+    assert _prepare(manifest, root, cache, *options, "--workers", "0") == 0
+    out = capsys.readouterr().out
+    assert "volume (1 x 8 x 12 x 12): 6 of 6 rows prepared" in out
+    assert "(0 from cache, 6 images read, 6 resized), 0 failed" in out
+    # the training run's dataset with the same options reads no CT
+    data = _cached_dataset(df, root, cache, "volume", size=(8, 12, 12), window=(-200.0, 1200.0))
+    assert data.cache_info["from_cache"] == 6 and data.cache_info["loaded"] == 0
+    image = data[0][0]
+    assert tuple(image.shape) == (1, 8, 12, 12)
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0  # the HU window applied
+
+
 def _drop_time(df):
     return df.drop(columns=["time"])
 
@@ -426,6 +442,30 @@ def _negative_time(df):
         ),
         pytest.param(
             None, ["--kind", "drr", "--sdd", "900"], "--sdd needs --geometry cone", id="sdd-alone"
+        ),
+        pytest.param(
+            None,
+            ["--kind", "volume", "--views", "frontal"],
+            "--views applies to --kind drr only, not to volume",
+            id="views-for-volume",
+        ),
+        pytest.param(
+            None,
+            ["--kind", "volume", "--size", "48", "48"],
+            "--size of --kind volume must be three positive integers D H W, got [48, 48]",
+            id="volume-size-2d",
+        ),
+        pytest.param(
+            None,
+            ["--kind", "drr", "--size", "8", "8", "8"],
+            "--size of --kind drr must be two positive integers H W",
+            id="drr-size-3d",
+        ),
+        pytest.param(
+            None,
+            ["--kind", "patches", "--window", "0", "1"],
+            "--window applies to --kind drr and volume, not to patches",
+            id="window-for-patches",
         ),
         pytest.param(
             None,

@@ -12,9 +12,10 @@ Commands
 ``train-keypoints``
     Train the spine keypoint detector on simulated radiographs.
 ``prepare-images``
-    Fill the image cache of a cohort manifest (DRRs or L1-L5 patches) once, in parallel,
-    before training, and report the rows whose images could not be used. ``--shard I/N``
-    prepares one shard of the manifest, so that a cluster job array fills one shared cache.
+    Fill the image cache of a cohort manifest (DRRs, L1-L5 patches or CT volumes) once, in
+    parallel, before training, and report the rows whose images could not be used.
+    ``--shard I/N`` prepares one shard of the manifest, so that a cluster job array fills one
+    shared cache.
 
 User errors (a missing or invalid file, an output that exists) end with a one-line message
 naming the problem (a validation error lists every problem) and exit code 2.
@@ -326,9 +327,9 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind",
         required=True,
-        choices=["drr", "patches"],
+        choices=["drr", "patches", "volume"],
         help="drr: multi-view DRRs of a hip CT; patches: L1-L5 patches of a lateral spine "
-        "radiograph",
+        "radiograph; volume: the hip CT on a small 3-D grid (for the ct_volume encoder)",
     )
     parser.add_argument(
         "--cache",
@@ -341,7 +342,8 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-column",
         default=None,
         metavar="COL",
-        help="column of image paths (default hip_ct_path for drr, spine_xray_path for patches)",
+        help="column of image paths (default hip_ct_path for drr and volume, spine_xray_path "
+        "for patches)",
     )
     parser.add_argument(
         "--image-root",
@@ -386,10 +388,20 @@ def _prepare_images_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size",
         type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="image size: H W pixels (default 224 224 for drr, 64 64 for patches), or D H W "
+        "voxels for volume (default 32 48 48)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
         nargs=2,
         default=None,
-        metavar=("H", "W"),
-        help="image size in pixels (default 224 224 for drr, 64 64 for patches)",
+        metavar=("LO", "HI"),
+        help="intensity window mapped to [0, 1]: optical depth for drr, HU for volume "
+        "(default none: physical line integrals, or HU / 1000; not for patches)",
     )
     parser.add_argument(
         "--views",
@@ -469,7 +481,13 @@ def _prepare_render_options(args: argparse.Namespace) -> dict:
     cone_options = [
         flag for flag, value in (("--sdd", args.sdd), ("--sid", args.sid)) if value is not None
     ]
-    if args.kind == "patches":
+    dimensions = 3 if args.kind == "volume" else 2
+    if args.size is not None and (len(args.size) != dimensions or min(args.size) < 1):
+        wanted = "three positive integers D H W" if dimensions == 3 else "two positive integers H W"
+        raise ValueError(f"--size of --kind {args.kind} must be {wanted}, got {args.size}")
+    if args.kind == "patches" and args.window is not None:
+        raise ValueError("--window applies to --kind drr and volume, not to patches")
+    if args.kind != "drr":
         drr_only = [
             flag
             for flag, value in (
@@ -482,10 +500,11 @@ def _prepare_render_options(args: argparse.Namespace) -> dict:
         ]
         if drr_only:
             verb = "applies" if len(drr_only) == 1 else "apply"
-            raise ValueError(f"{', '.join(drr_only)} {verb} to --kind drr only, not to patches")
+            raise ValueError(f"{', '.join(drr_only)} {verb} to --kind drr only, not to {args.kind}")
+    if args.kind != "patches" and args.keypoint_columns is not None:
+        raise ValueError(f"--keypoint-columns applies to --kind patches only, not to {args.kind}")
+    if args.kind != "drr":
         return {}
-    if args.keypoint_columns is not None:
-        raise ValueError("--keypoint-columns applies to --kind patches only, not to drr")
     if cone_options and args.geometry != "cone":
         verb = "needs" if len(cone_options) == 1 else "need"
         raise ValueError(f"{' and '.join(cone_options)} {verb} --geometry cone")
@@ -654,7 +673,7 @@ def _failure_report(failures, shard_label: str | None):
 
 @_command("prepare-images", _prepare_images_arguments)
 def _run_prepare_images(args: argparse.Namespace) -> int:
-    """Fill the image cache (DRRs or L1-L5 patches) of a cohort manifest before training."""
+    """Fill the image cache (DRRs, L1-L5 patches or CT volumes) of a manifest before training."""
     import time
     from pathlib import Path
 
@@ -668,8 +687,6 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
     render_options = _prepare_render_options(args)
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
-    if args.size is not None and min(args.size) < 1:
-        raise ValueError(f"--size must be two positive integers H W, got {args.size}")
     cache = Path(args.cache)
     if cache.exists() and not cache.is_dir():
         raise ValueError(f"--cache {str(cache)!r} is a file; give a directory")
@@ -711,6 +728,8 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
     options: dict = {"image_column": image_column}
     if args.size is not None:
         options["size"] = tuple(args.size)
+    if args.window is not None:
+        options["window"] = tuple(args.window)
     if args.kind == "drr":
         options["render_options"] = render_options
         if args.views is not None:
@@ -758,11 +777,11 @@ def _run_prepare_images(args: argparse.Namespace) -> int:
             _failure_report(failures, shard_label).to_csv(tmp, index=False)
 
     info = dataset.cache_info
-    made = (
-        f"{info['rendered']} rendered"
-        if args.kind == "drr"
-        else f"{info['detected']} keypoints detected, {info['cut']} cut"
-    )
+    made = {
+        "drr": f"{info['rendered']} rendered",
+        "volume": f"{info['rendered']} resized",
+        "patches": f"{info['detected']} keypoints detected, {info['cut']} cut",
+    }[args.kind]
     made = f"{info['loaded']} images read, {made}"
     prepared = info["rows"] - len(failures)
     rate = prepared / seconds if seconds > 0 else float("inf")
