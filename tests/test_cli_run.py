@@ -214,3 +214,43 @@ def test_an_image_model_from_a_config_then_explain(tmp_path, capsys):
     coxph = run / "models" / "coxph"
     assert main(["explain", "--model", str(coxph), *args[3:], "--out", str(tmp_path / "x")]) == 2
     assert "not an image model" in capsys.readouterr().err
+
+
+VOLUME_CONFIG = """
+cohort: {path: hip.parquet}
+split: {method: stratified, test_size: 0.3, seed: 0}
+models:
+  - name: 3-D CNN + clinical
+    type: image_survival
+    covariates: [age, sex]
+    params:
+      encoder: ct_volume
+      image_options: {size: [8, 16, 16]}
+      max_epochs: 1
+      batch_size: 16
+      progress: false
+evaluation: {horizons: [2], n_boot: 20, subgroups: false}
+out: run
+"""
+
+
+@pytest.mark.slow
+def test_a_3d_cnn_from_a_config_then_predict(tmp_path, capsys):
+    from fracrisk.simulate import cohort
+
+    simulated = cohort(200, preset="kim2024", seed=3, images=("hip_ct",), out_dir=tmp_path / "img")
+    simulated.save(tmp_path / "hip.parquet")
+    (tmp_path / "run.yaml").write_text(VOLUME_CONFIG)
+    assert main(["fit", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert record["models"]["3-D CNN + clinical"]["params"]["encoder"] == "ct_volume"
+    (model_dir,) = (run / "models").iterdir()
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["state"]["image_config"]["kind"] == "volume"  # chosen by the encoder
+    assert config["state"]["image_config"]["image_shape"] == [1, 8, 16, 16]
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", str(model_dir), "--cohort", str(tmp_path / "hip.parquet")]
+    assert main([*args, "--horizons", "2", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 200 and table.filter(like="risk 2 y").iloc[:, 0].between(0, 1).all()

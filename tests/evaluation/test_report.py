@@ -127,3 +127,26 @@ def test_intervals_not_containing_the_estimate_still_plot(evaluation):
     odd.discrimination.loc[0, "harrell_lower"] = odd.discrimination.loc[0, "harrell"] + 0.01
     odd.discrimination.loc[1, "uno_upper"] = float("nan")
     assert len(png_bytes(discrimination_forest(odd))) > 1000
+
+
+def test_a_report_without_any_calibration_still_renders(evaluation, tmp_path):
+    # a small test set where every calibration attempt failed: the frames are empty and
+    # column-less, as evaluate() builds them from no rows
+    import dataclasses
+
+    import pandas as pd
+
+    empty = pd.DataFrame()
+    uncalibrated = dataclasses.replace(
+        evaluation,
+        calibration=empty,
+        calibration_groups=empty,
+        calibration_curves=empty,
+        notes=[*evaluation.notes, "CoxPH: calibration at 2 years failed (unit test)"],
+    )
+    summary = uncalibrated.summary_table()
+    assert (summary["O/E 2 y"] == "n/a").all() and len(summary) == len(evaluation.models)
+    markdown = uncalibrated.to_markdown()
+    assert "No calibration could be computed" in markdown and "unit test" in markdown
+    write_report(uncalibrated, tmp_path / "report")
+    assert "O/E" in (tmp_path / "report" / "report.html").read_text()

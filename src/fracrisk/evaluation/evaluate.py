@@ -204,9 +204,9 @@ class Evaluation:
                 ),
                 "IBS": _fmt(row.ibs, 4),
             }
-            calib = self.calibration[
-                (self.calibration["model"] == row.model) & (self.calibration["horizon"] == first)
-            ]
+            calib = self.calibration
+            if not calib.empty:  # empty, without columns, when no calibration could be made
+                calib = calib[(calib["model"] == row.model) & (calib["horizon"] == first)]
             entry[f"O/E {first:g} y"] = _fmt(calib["oe"].iloc[0]) if len(calib) else "n/a"
             rows.append(entry)
         return pd.DataFrame(rows)
@@ -283,10 +283,17 @@ class Evaluation:
         if not self.reclassification.empty:
             lines += ["## Net reclassification (continuous NRI)", ""]
             lines += [markdown_table(self.reclassification.round(4)), ""]
-        lines += ["## Calibration", "", markdown_table(self.calibration_table()), ""]
-        for (model, horizon), groups in self.calibration_groups.groupby(
-            ["model", "horizon"], sort=False
-        ):
+        lines += ["## Calibration", ""]
+        if self.calibration.empty:  # every attempt failed; the reasons are under "Not computed"
+            lines += ["No calibration could be computed (see below).", ""]
+        else:
+            lines += [markdown_table(self.calibration_table()), ""]
+        groups_by = (
+            ()
+            if self.calibration_groups.empty
+            else self.calibration_groups.groupby(["model", "horizon"], sort=False)
+        )
+        for (model, horizon), groups in groups_by:
             lines += [f"### {model}, {horizon:g} years, by decile of predicted risk", ""]
             table = groups.drop(columns=["model", "horizon"]).round(4)
             lines += [markdown_table(table), ""]
