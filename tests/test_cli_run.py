@@ -195,15 +195,21 @@ out: run
 """
 
 
-@pytest.mark.slow
-def test_an_image_model_from_a_config_then_explain(tmp_path, capsys):
+def _fit_image_run(tmp_path, config: str, cohort_file: str, n: int, preset: str, seed: int):
+    """Simulate ``n`` patients with the preset's images into ``cohort_file``, then ``fit``."""
     from fracrisk.simulate import cohort
 
-    simulated = cohort(240, preset="kong2022", seed=2, images=("spine",), out_dir=tmp_path / "img")
-    simulated.save(tmp_path / "spine.parquet")
-    (tmp_path / "run.yaml").write_text(IMAGE_CONFIG)
+    images = ("spine",) if preset == "kong2022" else ("hip_ct",)
+    simulated = cohort(n, preset=preset, seed=seed, images=images, out_dir=tmp_path / "img")
+    simulated.save(tmp_path / cohort_file)
+    (tmp_path / "run.yaml").write_text(config)
     assert main(["fit", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
-    run = tmp_path / "run"
+    return tmp_path / "run"
+
+
+@pytest.mark.slow
+def test_an_image_model_from_a_config_then_explain(tmp_path, capsys):
+    run = _fit_image_run(tmp_path, IMAGE_CONFIG, "spine.parquet", 240, "kong2022", seed=2)
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert "images + clinical" in {r["model"] for r in evaluation["discrimination"]}
     model_dir = run / "models" / "images_clinical"
@@ -236,13 +242,7 @@ out: run
 
 @pytest.mark.slow
 def test_a_3d_cnn_from_a_config_then_predict(tmp_path, capsys):
-    from fracrisk.simulate import cohort
-
-    simulated = cohort(200, preset="kim2024", seed=3, images=("hip_ct",), out_dir=tmp_path / "img")
-    simulated.save(tmp_path / "hip.parquet")
-    (tmp_path / "run.yaml").write_text(VOLUME_CONFIG)
-    assert main(["fit", "--config", str(tmp_path / "run.yaml"), "--no-progress"]) == 0
-    run = tmp_path / "run"
+    run = _fit_image_run(tmp_path, VOLUME_CONFIG, "hip.parquet", 200, "kim2024", seed=3)
     record = json.loads((run / "run.json").read_text())
     assert record["models"]["3-D CNN + clinical"]["params"]["encoder"] == "ct_volume"
     (model_dir,) = (run / "models").iterdir()

@@ -475,8 +475,10 @@ def _prepare_render_options(args: argparse.Namespace) -> dict:
     Raises
     ------
     ValueError
-        DRR options given with ``--kind patches`` (or keypoint columns with ``drr``),
-        ``--sdd``/``--sid`` without ``--geometry cone``, or an impossible cone beam.
+        An option of another kind (DRR options with ``patches`` or ``volume``, ``--window``
+        with ``patches``, keypoint columns without ``patches``), a ``--size`` of the wrong
+        length for the kind, ``--sdd``/``--sid`` without ``--geometry cone``, or an
+        impossible cone beam.
     """
     cone_options = [
         flag for flag, value in (("--sdd", args.sdd), ("--sid", args.sid)) if value is not None
@@ -487,6 +489,8 @@ def _prepare_render_options(args: argparse.Namespace) -> dict:
         raise ValueError(f"--size of --kind {args.kind} must be {wanted}, got {args.size}")
     if args.kind == "patches" and args.window is not None:
         raise ValueError("--window applies to --kind drr and volume, not to patches")
+    if args.kind != "patches" and args.keypoint_columns is not None:
+        raise ValueError(f"--keypoint-columns applies to --kind patches only, not to {args.kind}")
     if args.kind != "drr":
         drr_only = [
             flag
@@ -501,9 +505,6 @@ def _prepare_render_options(args: argparse.Namespace) -> dict:
         if drr_only:
             verb = "applies" if len(drr_only) == 1 else "apply"
             raise ValueError(f"{', '.join(drr_only)} {verb} to --kind drr only, not to {args.kind}")
-    if args.kind != "patches" and args.keypoint_columns is not None:
-        raise ValueError(f"--keypoint-columns applies to --kind patches only, not to {args.kind}")
-    if args.kind != "drr":
         return {}
     if cone_options and args.geometry != "cone":
         verb = "needs" if len(cone_options) == 1 else "need"

@@ -754,10 +754,12 @@ class ImageCohortDataset(Dataset):
 
         ``(V, H, W)`` DRRs, ``(5, h, w)`` patches or ``(1, D, H, W)`` a volume.
         """
-        if self.kind == "drr":
+        if self.kind == "drr":  # only DRR datasets have views
             channels = len(self.views)
+        elif self.kind == "patches":
+            channels = len(VERTEBRAE)
         else:
-            channels = len(VERTEBRAE) if self.kind == "patches" else 1
+            channels = 1
         return (channels, *self.size)
 
     @property
