@@ -114,6 +114,8 @@ def test_number_of_views_follows_views_option():
         pytest.param({"views": ()}, "at least one view", id="no-views"),
         pytest.param({"views": ("frontal", "frontal")}, "distinct", id="duplicate-views"),
         pytest.param({"backbone_kwargs": {"pretrained": True}}, "pretrained", id="pretrained"),
+        pytest.param({"intensity_quantiles": (0.5, 1.0)}, r"in \(0, 1\)", id="quantile-1"),
+        pytest.param({"intensity_quantiles": (0.9, 0.9)}, "distinct", id="quantile-twice"),
     ],
 )
 def test_invalid_options(kwargs, match):
@@ -132,3 +134,38 @@ def test_invalid_options(kwargs, match):
 def test_invalid_inputs_name_the_argument(views, error, match):
     with pytest.raises(error, match=f"Input 'views'.*{match}|{match}"):
         _encoder()(views)
+
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+def test_intensity_quantiles_are_appended_standardised():
+    encoder = _encoder(intensity_quantiles=QUANTILES)
+    assert encoder.num_features == 3 * 512 + 3 * len(QUANTILES)
+    views = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    views[:, 1] += torch.arange(4.0)[:, None, None]  # the lateral view brighter per patient
+    expected = torch.stack(
+        [
+            torch.quantile(views[:, v].flatten(1), torch.tensor(QUANTILES), dim=1).T
+            for v in range(3)
+        ],
+        1,
+    ).flatten(1)  # view-major
+    assert torch.allclose(encoder.view_quantiles(views), expected, atol=1e-6)
+    encoder.train()
+    out = encoder(views)
+    assert out.shape == (4, encoder.num_features)
+    tail = out[:, -9:]  # training mode: standardised over the batch
+    assert torch.allclose(tail.mean(0), torch.zeros(9), atol=1e-5)
+    lateral = tail[:, 3:6]
+    assert torch.all(lateral[1:] > lateral[:-1])  # the brightness order survives
+    # The CNN features are those of the encoder without quantiles.
+    plain = _encoder().train()
+    assert torch.allclose(out[:, :-9], plain(views), atol=1e-5)
+
+
+def test_intensity_quantiles_are_refused_where_absent_and_need_numbers():
+    with pytest.raises(ValueError, match="no intensity_quantiles"):
+        _encoder().view_quantiles(_views())
+    with pytest.raises(TypeError, match="sequence of numbers"):
+        MultiViewDRREncoder(intensity_quantiles=0.9)

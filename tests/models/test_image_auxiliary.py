@@ -218,3 +218,30 @@ def test_a_categorical_auxiliary_target_is_learned_as_classes(cohorts, tmp_path)
         ImageSurvivalModel(
             "multiview_drr", auxiliary={grade: 1.0}, auxiliary_classes={grade: 1}, **FAST
         ).fit(cohort)
+
+
+def test_intensity_quantiles_give_the_t_score_from_few_epochs_and_survive_save_and_load(
+    cohorts, tmp_path
+):
+    """The T-score of a calibrated DRR is an intensity level, which the quantiles hold."""
+    from fracrisk.data import Cohort
+
+    train, test = cohorts
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+    settings = {**FAST, "max_epochs": 3, "patience": 3}
+    estimates = {}
+    for name, extra in (("cnn", {}), ("quantiles", {"intensity_quantiles": (0.5, 0.9, 0.99)})):
+        model = ImageSurvivalModel(
+            "multiview_drr",
+            {**FAST["encoder_kwargs"], **extra},
+            auxiliary={T: 1.0},
+            **{k: v for k, v in settings.items() if k != "encoder_kwargs"},
+        ).fit(cohort)
+        estimates[name] = model.predict_auxiliary(test)[T].to_numpy()
+    r = {k: np.corrcoef(v, test[T].to_numpy())[0, 1] for k, v in estimates.items()}
+    assert r["quantiles"] > 0.8 and r["quantiles"] > r["cnn"], r
+    model.save(tmp_path / "quantiles")
+    again = load_model(tmp_path / "quantiles")
+    assert again.network_.encoder.intensity_quantiles == (0.5, 0.9, 0.99)
+    np.testing.assert_array_equal(again.predict_auxiliary(test)[T], estimates["quantiles"])
