@@ -33,6 +33,7 @@ from fracrisk import ImageSurvivalModel
 from fracrisk.data import Cohort
 from fracrisk.data.schema import BINARY_RISK_FACTORS
 from fracrisk.imaging.transforms import Compose, EnsureFloat32, RandRotate
+from fracrisk.models.image import _r2, _stratified_split  # the model's own R² and split
 
 T = "femoral_neck_t_score"
 QUANTILES = (0.5, 0.75, 0.9, 0.95, 0.99)
@@ -46,10 +47,6 @@ VARIANTS = {  # learning rate, schedule, augmentation, intensity quantiles
     "quantiles_onecycle": (2e-3, "onecycle", "default", QUANTILES),
     "quantiles_lr3e-3": (3e-3, "constant", "default", QUANTILES),
 }
-
-
-def _r2(target: np.ndarray, estimate: np.ndarray) -> float:
-    return float(1 - ((target - estimate) ** 2).sum() / ((target - target.mean()) ** 2).sum())
 
 
 def _cohort(args) -> Cohort:
@@ -137,8 +134,6 @@ def main(argv=None) -> int:
         "t_score_r2": model.auxiliary_r2_[T],
     }
     if args.diagnose:
-        from fracrisk.models.image import _stratified_split
-
         train_rows, val_rows = _stratified_split(np.asarray(data.event) == 1, 0.2, 1)
         result.update(_diagnose(model, data, train_rows, val_rows))
     print(json.dumps(result, indent=1))

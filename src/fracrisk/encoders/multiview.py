@@ -191,7 +191,8 @@ class MultiViewDRREncoder(nn.Module):
         z = features.mean(1) if self.pooling == "mean" else features.flatten(1)
         if not self.intensity_quantiles:
             return z
-        return torch.cat([z, self.intensity_norm(self.view_quantiles(views)).to(z.dtype)], 1)
+        quantiles = self._view_quantiles(views)  # forward_features checked the views
+        return torch.cat([z, self.intensity_norm(quantiles).to(z.dtype)], 1)
 
     def view_quantiles(self, views: torch.Tensor) -> torch.Tensor:
         """The intensity quantiles of each view, unstandardised.
@@ -207,8 +208,10 @@ class MultiViewDRREncoder(nn.Module):
         """
         if not self.intensity_quantiles:
             raise ValueError("this encoder has no intensity_quantiles")
-        x = check_image_stack(views, "views", len(self.views), "view")
-        q = torch.quantile(x.flatten(2).float(), self._quantiles, dim=2)  # (Q, batch, V)
+        return self._view_quantiles(check_image_stack(views, "views", len(self.views), "view"))
+
+    def _view_quantiles(self, views: torch.Tensor) -> torch.Tensor:
+        q = torch.quantile(views.flatten(2).float(), self._quantiles, dim=2)  # (Q, batch, V)
         return q.permute(1, 2, 0).flatten(1)
 
 
