@@ -126,7 +126,15 @@ PRESETS = {
         "modality": "hip_ct",
         "image_options": {"size": (128, 128)},
         "encoder": "multiview_drr",
-        "encoder_kwargs": {"backbone": "resnet10t", "shared_backbone": False, "pooling": "concat"},
+        # The T-score of a calibrated DRR is an intensity level: the per-view quantiles
+        # join the CNN's embedding (chosen on benchmarks/probe_drr_t_score.py's seed-7
+        # cohort, not on this benchmark's cohorts).
+        "encoder_kwargs": {
+            "backbone": "resnet10t",
+            "shared_backbone": False,
+            "pooling": "concat",
+            "intensity_quantiles": (0.5, 0.75, 0.9, 0.95, 0.99),
+        },
         "batch_size": 32,
         "auxiliary": {_T: 1.0},
     },

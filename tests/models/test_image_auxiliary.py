@@ -245,3 +245,70 @@ def test_intensity_quantiles_give_the_t_score_from_few_epochs_and_survive_save_a
     again = load_model(tmp_path / "quantiles")
     assert again.network_.encoder.intensity_quantiles == (0.5, 0.9, 0.99)
     np.testing.assert_array_equal(again.predict_auxiliary(test)[T], estimates["quantiles"])
+
+
+def test_the_ridge_refit_is_the_closed_form_fit_on_the_training_embedding(cohorts, tmp_path):
+    """After stage 1, the T-score layer is RidgeCV on the training rows' embedding."""
+    from sklearn.linear_model import RidgeCV
+
+    from fracrisk.data import Cohort
+    from fracrisk.models.image import AUXILIARY_RIDGE_ALPHAS, _r2, _stratified_split
+
+    train, test = cohorts
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+    settings = {**FAST, "max_epochs": 3, "patience": 3}
+    fits = {
+        refit: ImageSurvivalModel(
+            "multiview_drr", auxiliary={T: 1.0}, auxiliary_refit=refit, **settings
+        ).fit(cohort)
+        for refit in ("none", "ridge")
+    }
+    ridge, trained = fits["ridge"], fits["none"]
+    assert trained.auxiliary_ridge_alpha_ == {} and set(ridge.auxiliary_ridge_alpha_) == {T}
+    # The same seeded stage 1: the encoders are identical, only the T-score layer differs.
+    for a, b in zip(
+        ridge.network_.encoder.state_dict().values(),
+        trained.network_.encoder.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    dataset = ridge._prediction_dataset(cohort)  # the training rows, in order
+    rows, _ = _stratified_split(dataset.event, 0.2, ridge.seed)
+    embedding = ridge._embeddings(dataset)[0][rows]
+    target = cohort.df[T].to_numpy()[rows]
+    seen = np.isfinite(target)  # a quarter of the patients have no DXA
+    mean, scale = (
+        float(b[0]) for b in (ridge.network_.auxiliary_mean, ridge.network_.auxiliary_scale)
+    )
+    x = embedding[seen].astype(np.float64)
+    expected = RidgeCV(alphas=AUXILIARY_RIDGE_ALPHAS).fit(x, (target[seen] - mean) / scale)
+    assert ridge.auxiliary_ridge_alpha_[T] == expected.alpha_
+    # The fitted values (the coefficients of p > n features are ill-conditioned).
+    refitted = ridge._auxiliary_from_embedding(embedding[seen])[:, 0]
+    np.testing.assert_allclose(refitted, mean + scale * expected.predict(x), atol=1e-4)
+    # On new patients the refitted layer estimates the T-score better than SGD's.
+    r2 = {
+        k: _r2(test[T].to_numpy(), m.predict_auxiliary(test)[T].to_numpy()) for k, m in fits.items()
+    }
+    assert r2["ridge"] > r2["none"] + 0.05, r2
+    ridge.save(tmp_path / "ridge")
+    again = load_model(tmp_path / "ridge")
+    assert again.auxiliary_ridge_alpha_ == ridge.auxiliary_ridge_alpha_
+    np.testing.assert_array_equal(again.predict_auxiliary(test), ridge.predict_auxiliary(test))
+    with pytest.raises(ValueError, match="auxiliary_refit"):
+        ImageSurvivalModel("multiview_drr", auxiliary={T: 1.0}, auxiliary_refit="sgd").fit(cohort)
+
+
+def test_only_a_numeric_targets_layer_can_be_set():
+    encoder = create_encoder("multiview_drr", backbone="resnet10t", shared_backbone=True)
+    net = FusionSurvivalNet(encoder, 0, auxiliary=["grade", T], auxiliary_classes=[3, 0])
+    net.set_numeric_auxiliary(T, torch.ones(net.image_features), 0.5)
+    assert torch.equal(net.auxiliary_head.weight[3], torch.ones(net.image_features))
+    assert float(net.auxiliary_head.bias.detach()[3]) == 0.5
+    with pytest.raises(ValueError, match="categorical"):
+        net.set_numeric_auxiliary("grade", torch.ones(net.image_features), 0.0)
+    with pytest.raises(ValueError, match="not an auxiliary target"):
+        net.set_numeric_auxiliary("bmd", torch.ones(net.image_features), 0.0)
+    with pytest.raises(ValueError, match="finite numbers"):
+        net.set_numeric_auxiliary(T, torch.full((net.image_features,), float("nan")), 0.0)

@@ -174,7 +174,15 @@ class FusionSurvivalNet(nn.Module):
         if self.auxiliary_head is None:
             raise ValueError("this network has no auxiliary targets (auxiliary=())")
         u = self.forward_features(images, covariates)
-        raw = self.auxiliary_head(u[:, : self.image_features]).float()
+        predicted, logits = self.auxiliary_from_embedding(u[:, : self.image_features])
+        eta = self.head(u).squeeze(-1)
+        return (eta, predicted, logits) if return_logits else (eta, predicted)
+
+    def auxiliary_from_embedding(self, z: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """``(auxiliary, logits)`` of an image embedding ``z`` (batch, ``image_features``)."""
+        if self.auxiliary_head is None:
+            raise ValueError("this network has no auxiliary targets (auxiliary=())")
+        raw = self.auxiliary_head(z).float()
         columns, logits = [], []
         for j, part in enumerate(torch.split(raw, self._auxiliary_splits, dim=1)):
             if self.auxiliary_classes[j] == 0:
@@ -184,9 +192,26 @@ class FusionSurvivalNet(nn.Module):
                 grades = torch.arange(part.shape[1], device=part.device, dtype=part.dtype)
                 columns.append(torch.softmax(part, dim=1) @ grades)
                 logits.append(part)
-        eta = self.head(u).squeeze(-1)
-        predicted = torch.stack(columns, dim=1)
-        return (eta, predicted, logits) if return_logits else (eta, predicted)
+        return torch.stack(columns, dim=1), logits
+
+    def set_numeric_auxiliary(self, target: str, weight, bias: float) -> None:
+        r"""Replace the linear layer of numeric target ``target``: :math:`a_k` and its bias.
+
+        In training-SD units, :math:`\hat y_k = m_k + s_k\,(a_k^\top g + b_k)`; used to refit
+        the layer in closed form after training (``ImageSurvivalModel``'s ridge refit).
+        """
+        if target not in self.auxiliary_names:
+            raise ValueError(f"{target!r} is not an auxiliary target ({self.auxiliary_names})")
+        j = self.auxiliary_names.index(target)
+        if self.auxiliary_classes[j]:
+            raise ValueError(f"{target!r} is categorical; only a numeric target's layer is set")
+        weight = torch.as_tensor(weight, dtype=self.auxiliary_head.weight.dtype).reshape(-1)
+        if weight.shape != (self.image_features,) or not bool(torch.isfinite(weight).all()):
+            raise ValueError(f"weight must be {self.image_features} finite numbers")
+        row = sum(self._auxiliary_splits[:j])
+        with torch.no_grad():
+            self.auxiliary_head.weight[row].copy_(weight)
+            self.auxiliary_head.bias[row] = float(bias)
 
     def encode_images(self, images) -> torch.Tensor:
         """Image embedding, shape (batch, image_features); see Notes for ``images``."""
