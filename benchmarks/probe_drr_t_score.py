@@ -112,6 +112,7 @@ def main(argv=None) -> int:
         head="deepsurv",
         auxiliary={T: 1.0},
         training="two_stage",
+        auxiliary_refit="none",  # the layer as SGD trained it; --diagnose gives the ridge's
         max_epochs=args.epochs,
         patience=args.epochs,
         batch_size=32,
