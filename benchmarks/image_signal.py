@@ -15,7 +15,11 @@ On an independent simulated training and test cohort with images, it fits
   grades learned as classes), unless ``--skip-end-to-end``:
   :class:`~fracrisk.ImageSurvivalModel` with ``training="two_stage"``, the CNN trained on
   the dense targets (the DXA T-score; on the spine also the Genant grade of each vertebra,
-  as a radiologist's labels of the training patients), then a penalised Cox stage;
+  as a radiologist's labels of the training patients), then a penalised Cox stage.
+  Stage 1 never reads the covariates, so ``image_frax_bmd`` and ``image_only`` take
+  ``image_frax``'s stage 1 and fit only their own Cox stage
+  (:meth:`~fracrisk.ImageSurvivalModel.with_stage_two`; :data:`SHARED_STAGE_ONE`): the
+  three differ only in their covariates, and their seconds are their Cox stage's;
 * the seed papers' ablations on the texture model (``ablation_*``, see :data:`ABLATIONS`)
   and, on the hip CT unless ``--skip-end-to-end``, Kim's 3-D arm (``ablation_volume_3d``:
   the same two-stage training on a MONAI 3-D ResNet over the CT resized to 32 x 48 x 48
@@ -105,6 +109,10 @@ ABLATIONS = {
     "patches": ("images_only", "no_morphometry", "masked"),
     "drr": ("images_only", "frontal", "lateral", "axial", "view_ensemble"),
 }
+
+#: Models that take another's stage-1 encoder and fit only their own Cox stage (when that
+#: model runs too): two-stage models that differ from it only in their covariates.
+SHARED_STAGE_ONE = {"image_frax_bmd": "image_frax", "image_only": "image_frax"}
 
 #: What each preset's images are and how the end-to-end model reads them (fixed settings).
 PRESETS = {
@@ -325,6 +333,7 @@ def run(args, log=print) -> dict:
     time_, event = test.time, (test.event == 1).astype(int)
 
     scores, risk_types, seconds, r2, absolute = {}, {}, {}, {}, {}
+    image_models, stage_one_of = {}, {}
     models = _models(args, preset, train)
     ensemble = "view_ensemble" in ABLATIONS[preset["kind"]]
     if getattr(args, "models", None):
@@ -343,7 +352,18 @@ def run(args, log=print) -> dict:
         models = {name: spec for name, spec in models.items() if name in keep}
     for name, (model, covariates) in models.items():
         t0 = time.perf_counter()
-        fitted = _fit(model, covariates, train)
+        shared = image_models.get(SHARED_STAGE_ONE.get(name))
+        if shared is not None:
+            from fracrisk.simulate import with_labels
+
+            labelled = with_labels(train, list(shared.auxiliary))
+            stage_two = model.image_options["covariates"]
+            fitted = shared.with_stage_two(labelled, covariates=stage_two)
+            stage_one_of[name] = SHARED_STAGE_ONE[name]
+        else:
+            fitted = _fit(model, covariates, train)
+        if isinstance(fitted, ImageSurvivalModel):
+            image_models[name] = fitted
         hazard = getattr(fitted, "predict_fracture_log_hazard", None)
         if hazard is not None:  # absolute-risk models: rank by their fracture hazard
             scores[name] = hazard(test).to_numpy(dtype=np.float64)
@@ -365,7 +385,8 @@ def run(args, log=print) -> dict:
                 "t_score_r2_true": _r2(test.truth["true_t_score"].to_numpy(), estimate),
                 "t_score_r2_train_cv": train_r2,
             }
-        log(f"{name}: fitted and scored in {seconds[name]:.0f} s")
+        shared_note = f" (stage 1 of {stage_one_of[name]})" if name in stage_one_of else ""
+        log(f"{name}: fitted and scored in {seconds[name]:.0f} s{shared_note}")
         if name == "frax_refit_bmd":
             calculator = FraxStyleCalculator("UK")
             scores["frax_calculator"] = _WithoutDXA(calculator).predict_score(test)
@@ -395,6 +416,7 @@ def run(args, log=print) -> dict:
             "risk_type": risk_types[name],
             "share_of_gap": (ci.estimate - base) / (ceiling - base) if ceiling > base else None,
             "seconds": seconds.get(name),
+            "stage_one_of": stage_one_of.get(name),
         }
         if name in absolute:  # competing-risks concordance of the 10-year absolute risk
             wolbers = bootstrap(
@@ -470,7 +492,8 @@ def _rows(results: dict) -> list[list[str]]:
     deltas = {(c["model"], c["reference"]): c for c in results["comparisons"]}
     rows = []
     for name, m in results["models"].items():
-        row = [name, m["risk_type"], f"{_fmt(m['c'])} ({_fmt(m['c_low'])}-{_fmt(m['c_high'])})"]
+        label = name if not m.get("stage_one_of") else f"{name} (stage 1 of {m['stage_one_of']})"
+        row = [label, m["risk_type"], f"{_fmt(m['c'])} ({_fmt(m['c_low'])}-{_fmt(m['c_high'])})"]
         for reference in _REFERENCES:
             d = deltas.get((name, reference))
             row.append(

@@ -98,7 +98,7 @@ def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run)
         [
             *("--preset", "kong2022", "--n-train", "240", "--n-test", "160", "--seed", "3"),
             *("--out", str(out), "--manifest-keypoints", "--n-boot", "20", "--no-progress"),
-            *("--epochs", "1", "--models", "image_frax", "image_frax_graded"),
+            *("--epochs", "1", "--models", "image_frax", "image_frax_graded", "image_only"),
         ]
     )
     results = bench.run(args, log=lambda *a: None)
@@ -110,10 +110,17 @@ def test_the_trained_image_model_reuses_the_cohorts_and_reports_its_t_score(run)
         "cox_frax_bmd",
         "image_frax",
         "image_frax_graded",
+        "image_only",
     }
-    for name in ("image_frax", "image_frax_graded"):
+    for name in ("image_frax", "image_frax_graded", "image_only"):
         image = results["models"][name]
         assert image["risk_type"] == "cause_specific" and math.isfinite(image["t_score_r2"])
+    # image_only fits its Cox stage on image_frax's stage 1: the same T-score estimate.
+    models = results["models"]
+    assert models["image_only"]["stage_one_of"] == "image_frax"
+    assert models["image_frax"]["stage_one_of"] is None
+    assert models["image_only"]["t_score_r2"] == models["image_frax"]["t_score_r2"]
+    assert models["image_only"]["c"] != models["image_frax"]["c"]  # its own Cox stage
     with pytest.raises(SystemExit):  # refused before anything is simulated
         bench._parse_args(["--preset", "kong2022", "--out", str(out), "--models", "nope"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -312,3 +313,65 @@ def test_only_a_numeric_targets_layer_can_be_set():
         net.set_numeric_auxiliary("bmd", torch.ones(net.image_features), 0.0)
     with pytest.raises(ValueError, match="finite numbers"):
         net.set_numeric_auxiliary(T, torch.full((net.image_features,), float("nan")), 0.0)
+
+
+def test_a_new_stage_two_shares_the_encoder_and_fits_its_own_cox_stage(cohorts, tmp_path):
+    """with_stage_two: the same stage 1, and stage 2 the penalised Cox on the new covariates."""
+    from fracrisk import CoxPH
+    from fracrisk.data import Cohort
+
+    train, test = cohorts
+    with pytest.warns(Warning):
+        cohort = Cohort(train, missing="impute")
+        fewer = Cohort(train.iloc[1:], missing="impute")
+    settings = {**FAST, "max_epochs": 2, "patience": 2}
+    base = ImageSurvivalModel("multiview_drr", auxiliary={T: 1.0}, **settings).fit(cohort)
+    cox_before = base.cox_.coef_.copy()
+    wider = base.with_stage_two(cohort, covariates=["age", "bmi"])
+    alone = base.with_stage_two(cohort, covariates=[])
+    assert wider.covariate_names_ == ["age", "bmi"] and alone.covariate_names_ == []
+    assert wider.image_options["covariates"] == ["age", "bmi"]
+    assert base.image_options["covariates"] == ["age"]  # the setting stays untouched
+    assert wider.network_ is not base.network_
+    for a, b in zip(
+        base.network_.encoder.state_dict().values(),
+        wider.network_.encoder.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    np.testing.assert_array_equal(base.predict_auxiliary(test), wider.predict_auxiliary(test))
+    assert wider.auxiliary_ridge_alpha_ == base.auxiliary_ridge_alpha_
+    assert wider.auxiliary_r2_ == base.auxiliary_r2_
+    # Stage 2 is CoxPH on the preprocessed covariates and the predicted T-score, every row.
+    predicted = base.predict_auxiliary(cohort)[T].to_numpy()
+    table = pd.DataFrame(
+        {
+            "cov_age": wider.preprocessor_.transform(cohort.df)[:, 0],
+            "cov_bmi": wider.preprocessor_.transform(cohort.df)[:, 1],
+            f"image_{T}": predicted,
+            "time": cohort.time,
+            "event": (cohort.event == 1).astype(int),
+        }
+    )
+    expected = CoxPH(penalizer=wider.stage_two_penalizer_).fit(
+        Cohort(table, time_col="time", event_col="event"),
+        covariates=["cov_age", "cov_bmi", f"image_{T}"],
+    )
+    np.testing.assert_allclose(wider.cox_.coef_, expected.coef_, rtol=1e-6, atol=1e-8)
+    pd.testing.assert_series_equal(base.cox_.coef_, cox_before)  # base is unchanged
+    assert len(alone.cox_.coef_) == 1 and np.isfinite(alone.predict_score(test)).all()
+    wider.save(tmp_path / "wider")
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "wider").predict_score(test), wider.predict_score(test)
+    )
+    with pytest.raises(ValueError, match="patients this model was fitted on"):
+        base.with_stage_two(fewer, covariates=["age"])
+    with pytest.raises(ValueError, match="fitted in this session"):
+        load_model(tmp_path / "wider").with_stage_two(cohort, covariates=["age"])
+    with pytest.raises(TypeError, match="not a string"):
+        base.with_stage_two(cohort, covariates="age")
+    with pytest.raises(ValueError, match="no_such_column"):
+        base.with_stage_two(cohort, covariates=["no_such_column"])
+    end_to_end = ImageSurvivalModel("multiview_drr", **{**settings, "max_epochs": 1}).fit(cohort)
+    with pytest.raises(ValueError, match="trained end to end"):
+        end_to_end.with_stage_two(cohort, covariates=["age"])

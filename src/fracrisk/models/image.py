@@ -645,16 +645,99 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
             )
         self.history_, self.fit_rank_ = result.history, result.global_rank
         self.network_ = network.eval()
-        plain = _without_augmentation(data, targets=False)
+        self._stage_one_split = (list(data.patient_ids), train_rows)
         if self.training_ == "two_stage":
-            eta, time, event = self._fit_stage_two(plain, data, train_rows)
-            curves = OutputCurves(nn.Identity()).fit(eta, time, event)
-        else:
-            output, time, _ = self._predict(plain)
-            curves = OutputCurves(self.network_.head).fit(output, time, _codes_of(plain))
-        self._set_curves(curves)
+            return self._finish_two_stage(data, train_rows)
+        plain = _without_augmentation(data, targets=False)
+        output, time, _ = self._predict(plain)
+        self._set_curves(OutputCurves(self.network_.head).fit(output, time, _codes_of(plain)))
         self.n_train_ = len(data)
         return self
+
+    def _finish_two_stage(self, data: ImageCohortDataset, train_rows: np.ndarray):
+        """Stage 2 and the survival curves of a model whose stage-1 network is set."""
+        plain = _without_augmentation(data, targets=False)
+        eta, time, event = self._fit_stage_two(plain, data, train_rows)
+        self._set_curves(OutputCurves(nn.Identity()).fit(eta, time, event))
+        self.n_train_ = len(data)
+        return self
+
+    def with_stage_two(
+        self, data: Cohort | pd.DataFrame, *, covariates: Sequence[str]
+    ) -> ImageSurvivalModel:
+        """A new two-stage model: this model's stage 1 with a stage 2 on other covariates.
+
+        Stage 1 never reads the covariates (its loss is the dense targets' alone), so
+        models that differ only in the covariates of their Cox stage can share one trained
+        encoder: image + FRAX covariates, the same + DXA BMD, images only. The new model
+        copies the encoder and the auxiliary layers, refits them as ``fit`` would (the
+        ridge refit is a closed form on the same embedding, so it gives the same layer),
+        and fits its own penalised Cox stage on ``covariates`` plus the predicted targets.
+        It is what ``fit`` with ``image_options["covariates"] = covariates`` gives when
+        stage 1 trains to the same encoder, in the time of one pass over the images. This
+        model is unchanged.
+
+        Parameters
+        ----------
+        data : Cohort or DataFrame
+            The patients this model was fitted on, in the same order, with the target and
+            covariate columns.
+        covariates : sequence of str
+            Stage 2's covariate columns (empty: the images alone).
+
+        Returns
+        -------
+        ImageSurvivalModel
+            Fitted, with ``image_options["covariates"]`` set to ``covariates``.
+        """
+        self._check_fitted()
+        if self.training_ != "two_stage":
+            raise ValueError(
+                "with_stage_two needs a two-stage model; this one was trained end to end, so "
+                "its encoder learned with its own covariates. Fit a new model instead"
+            )
+        split = getattr(self, "_stage_one_split", None)
+        if split is None:
+            raise ValueError(
+                "with_stage_two needs the model as fitted in this session: a loaded model "
+                "does not keep which patients stage 1 trained and validated on"
+            )
+        if isinstance(covariates, str):
+            raise TypeError("covariates must be a sequence of column names, not a string")
+        if isinstance(data, ImageCohortDataset):
+            raise TypeError(
+                "with_stage_two makes its own dataset with the new covariates; pass the cohort"
+            )
+        options = {**(self.image_options or {}), "covariates": [str(c) for c in covariates]}
+        model = type(self)(**{**self.get_params(), "image_options": options})
+        model._validate_params()
+        model.training_ = "two_stage"
+        dataset = model._make_dataset(data, training=True)
+        ids, train_rows = split
+        if list(dataset.patient_ids) != ids:
+            raise ValueError(
+                f"data must hold the {len(ids)} patients this model was fitted on, in the same "
+                f"order (stage 1 split them into training and early-stopping rows); got "
+                f"{len(dataset)} usable rows that differ"
+            )
+        model.skipped_images_ = list(dataset.failures)
+        model.image_config_ = dataset.image_options
+        model.preprocessor_ = dataset.preprocessor
+        model.covariate_names_ = list(dataset.covariate_names)
+        model.head_kwargs_ = dict(self.head_kwargs_)
+        model.history_, model.fit_rank_ = self.history_, self.fit_rank_
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            network = model._build_network(model.image_config_, len(model.covariate_names_))
+        # Everything but the survival head, which a two-stage model never uses and whose
+        # width follows the covariates.
+        shared = {k: v for k, v in self.network_.state_dict().items() if not k.startswith("head.")}
+        missing, unexpected = network.load_state_dict(shared, strict=False)
+        if unexpected or any(not k.startswith("head.") for k in missing):
+            raise RuntimeError(f"stage-1 networks differ: missing {missing}, extra {unexpected}")
+        model.network_ = network.eval()
+        model._stage_one_split = split
+        return model._finish_two_stage(dataset, train_rows)
 
     def _fit_stage_two(self, plain, data: ImageCohortDataset, train_rows: np.ndarray):
         """Stage 2: penalised Cox on covariates + the stage-1 predictions, on every row."""
