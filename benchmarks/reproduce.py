@@ -74,9 +74,14 @@ from fracrisk.evaluation.evaluate import markdown_table as _markdown_table
 from fracrisk.imaging import default_train_transform
 from fracrisk.metrics import harrell_c
 from fracrisk.simulate import cohort as simulate_cohort
+from fracrisk.simulate import with_labels
 
 _MARKER = "results.json"
-_SAVED_NAMES = {"images + clinical": "image_clinical", "images only": "image_only"}
+_SAVED_NAMES = {
+    "images + clinical": "image_clinical",
+    "images only": "image_only",
+    "images + clinical (two-stage CNN)": "image_clinical_two_stage",
+}
 _ORACLE = ORACLE  # the simulator's truth, scored by the evaluation layer
 _SPLIT, _INDEPENDENT = "split", "independent"
 
@@ -106,10 +111,14 @@ class StudyDesign:
     published_auc: dict = field(default_factory=dict)
     extra_n: int = 3000
     references: tuple[str, ...] = ()  # models the image models are compared with
+    # The two-stage CNN: its encoder options and dense targets (training patients' labels).
+    two_stage: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
 
 _IMG_CLIN, _IMG_ONLY = "images + clinical", "images only"
+_IMG_2S = "images + clinical (two-stage CNN)"
+_T = "femoral_neck_t_score"
 _TEX_CLIN = "texture + clinical (two-stage)"
 _COX, _DEEP = "CoxPH clinical", "DeepSurv clinical"
 _CALC, _CALC_BMD = "FRAX-style calculator (no BMD)", "FRAX-style calculator (BMD)"
@@ -140,6 +149,12 @@ STUDIES: dict[str, StudyDesign] = {
             _CALC: "0.547 (FRAX)",
         },
         references=(_CALC, _REFIT_BMD, _COX),
+        # As benchmarks/image_signal.py's kong2022 preset: the DXA T-score and the Genant
+        # grade of each vertebra as dense targets.
+        two_stage={
+            "encoder_kwargs": {"backbone": "resnet10t", "pooling": "attention"},
+            "auxiliary": {_T: 1.0, **{f"genant_{v}": 1.0 for v in ("L1", "L2", "L3", "L4", "L5")}},
+        },
         notes=(
             "Kong et al. do not say whether their FRAX used BMD; the FRAX-style calculator "
             "is shown without and with the femoral-neck T-score.",
@@ -176,6 +191,17 @@ STUDIES: dict[str, StudyDesign] = {
         published={_IMG_ONLY: "0.73 (2.5D DRR ensemble)", _REFIT: "below 0.73 (clinical)"},
         published_auc={_IMG_ONLY: {2.0: 0.74, 3.0: 0.74, 5.0: 0.73}},
         references=(_REFIT, _CALC, _COX),
+        # As benchmarks/image_signal.py's kim2024 preset: the DXA T-score as the dense
+        # target, the per-view intensity quantiles beside the CNN's embedding.
+        two_stage={
+            "encoder_kwargs": {
+                "backbone": "resnet10t",
+                "shared_backbone": False,
+                "pooling": "concat",
+                "intensity_quantiles": (0.5, 0.75, 0.9, 0.95, 0.99),
+            },
+            "auxiliary": {_T: 1.0},
+        },
         notes=(
             "Kim et al.'s published DRR model is compared with our images-only model; the "
             "images + clinical model is this package's extension.",
@@ -319,7 +345,7 @@ def _evaluate(
     Returns the rows and comparisons in this report's layout, the evaluation itself (for
     the HTML report) and the scores and risks (for ``predictions_<set>.csv``).
     """
-    pairs = [(c, r) for c in (_IMG_CLIN, _IMG_ONLY, _TEX_CLIN) for r in design.references]
+    pairs = [(c, r) for c in (_IMG_CLIN, _IMG_ONLY, _IMG_2S, _TEX_CLIN) for r in design.references]
     result = evaluate(
         models,
         test,
@@ -437,7 +463,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _image_models(design: StudyDesign, args) -> dict[str, ImageSurvivalModel]:
+def _image_models(design: StudyDesign, args, targets: dict) -> dict[str, ImageSurvivalModel]:
     common = {
         "head": "deepsurv",
         "learning_rate": design.learning_rate,
@@ -451,6 +477,13 @@ def _image_models(design: StudyDesign, args) -> dict[str, ImageSurvivalModel]:
     return {
         _IMG_CLIN: ImageSurvivalModel(design.encoder, dict(design.encoder_kwargs), **common),
         _IMG_ONLY: ImageSurvivalModel(design.encoder, dict(design.encoder_kwargs), **common),
+        _IMG_2S: ImageSurvivalModel(
+            design.encoder,
+            dict(design.two_stage["encoder_kwargs"]),
+            auxiliary=dict(targets),
+            training="two_stage",
+            **common,
+        ),
     }
 
 
@@ -473,7 +506,7 @@ def run(args, log=print) -> dict:
 
 
 def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> dict:
-    clock = _Clock(9, log)
+    clock = _Clock(10, log)
     images_root = out / "images" if args.keep_images else work / "images"
     cache = work / "cache"
     caught: list[str] = []
@@ -542,13 +575,41 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
                 seed=args.seed,
                 **options,
             )
-            datasets["train"] = {_IMG_CLIN: clinical_train, _IMG_ONLY: image_train}
+            # The two-stage CNN's training items carry its dense targets (labels of the
+            # training patients only; prediction reads the images and covariates alone).
+            labelled = with_labels(train, list(design.two_stage["auxiliary"]))
+            # A target with one value among the training patients teaches nothing (a small
+            # cohort may have no graded L1 fracture): it is left out, and the log says so.
+            targets = {
+                name: weight
+                for name, weight in design.two_stage["auxiliary"].items()
+                if labelled.df[name].nunique() > 1
+            }
+            dropped = sorted(set(design.two_stage["auxiliary"]) - set(targets))
+            if dropped:
+                log(f"      two-stage CNN: targets {dropped} have one value here; left out")
+            labelled_train = ImageCohortDataset(
+                labelled,
+                design.kind,
+                covariates=list(design.covariates),
+                targets=list(targets),
+                transform=default_train_transform(design.kind),
+                seed=args.seed,
+                **options,
+            )
+            datasets["train"] = {
+                _IMG_CLIN: clinical_train,
+                _IMG_ONLY: image_train,
+                _IMG_2S: labelled_train,
+            }
             for label, part in ((_SPLIT, test), (_INDEPENDENT, independent)):
+                clinical = ImageCohortDataset(
+                    part, design.kind, preprocessor=clinical_train.preprocessor, **options
+                )
                 datasets[label] = {
-                    _IMG_CLIN: ImageCohortDataset(
-                        part, design.kind, preprocessor=clinical_train.preprocessor, **options
-                    ),
+                    _IMG_CLIN: clinical,
                     _IMG_ONLY: ImageCohortDataset(part, design.kind, covariates=[], **options),
+                    _IMG_2S: clinical,  # the same covariates, preprocessed the same way
                 }
         caught += [str(x.message) for x in w]
         skipped = {k: len(v[_IMG_CLIN].failures) for k, v in datasets.items()}
@@ -603,7 +664,7 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
         tabular[_REFIT_BMD] = FraxStyleRefit(with_bmd=True).fit(train)
         log(f"      DeepSurv: {len(tabular[_DEEP].history_.train_loss)} epochs")
 
-    image_models = _image_models(design, args)
+    image_models = _image_models(design, args, targets)
     histories = {}
     for name, model in image_models.items():
         with clock.step(
@@ -694,6 +755,7 @@ def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> d
     seconds = dict(clock.seconds)
     seconds["total"] = round(time.perf_counter() - start, 1)
     results = _results(args, design, main, train, tests, evaluation, histories, training_c)
+    results["settings"]["two_stage"]["auxiliary"] = dict(targets)  # the targets it trained on
     results["seconds"] = seconds
     results["warnings"] = sorted(set(caught))[:20]
     results["skipped_rows"] = skipped
@@ -729,6 +791,10 @@ def _results(args, design, main, train, tests, evaluation, histories, training_c
             "image_size": [args.image_size, args.image_size],
             "encoder": design.encoder,
             "encoder_kwargs": design.encoder_kwargs,
+            "two_stage": {
+                "encoder_kwargs": design.two_stage["encoder_kwargs"],
+                "auxiliary": dict(design.two_stage["auxiliary"]),
+            },
             "covariates": list(design.covariates),
             "max_epochs": args.epochs,
             "patience": design.patience,
@@ -886,6 +952,14 @@ def _write_report(out: Path, results: dict, tables: dict, design: StudyDesign, a
         f"{s['max_epochs']} epochs, early stopping (patience {s['patience']}) on 20% of the "
         "training patients (stratified), survival-safe augmentation, never pretrained. These "
         "settings were fixed before the run; nothing was tuned on a test set.",
+        f"- {_IMG_2S}: the same CNN trained in two stages "
+        f"(`ImageSurvivalModel(training='two_stage')`, encoder options "
+        f"{design.two_stage['encoder_kwargs']}): stage 1 on the training patients' dense "
+        f"targets {list(s['two_stage']['auxiliary'])} (weights "
+        f"{list(s['two_stage']['auxiliary'].values())}), its numeric layers then refitted "
+        "by ridge regression on the embedding; stage 2 a ridge-penalised Cox model on the "
+        "clinical covariates plus the predicted targets. Prediction reads the images and "
+        "the covariates alone.",
         "- Two-stage texture model (`TextureCox`): a ridge-penalised Cox model on the "
         "clinical covariates plus hand-made features of the same images (intensity, bone "
         "region, GLCM texture"

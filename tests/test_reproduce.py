@@ -17,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
 MODELS = {
     "images + clinical",
     "images only",
+    "images + clinical (two-stage CNN)",
     "texture + clinical (two-stage)",
     "CoxPH clinical",
     "DeepSurv clinical",
