@@ -19,6 +19,13 @@ with the real pipeline of the package, and evaluated more thoroughly than it was
   images + clinical; clinical CoxPH and DeepSurv on FRAX's inputs without BMD; FRAX-style
   refit (Kim's "clinical model with FRAX-equivalent variables") and calculator; the oracle.
 
+Both studies also get two two-stage models, this package's extensions: the texture model
+(``TextureCox``: penalised Cox on the clinical covariates + hand-made image features) and the
+**two-stage CNN** (``ImageSurvivalModel(training="two_stage")``: the CNN trained on the
+training patients' DXA T-score, and on the spine also the Genant grade of each vertebra, its
+numeric layers refitted by ridge regression, then penalised Cox on the clinical covariates +
+the predicted targets), with the encoders of ``benchmarks/image_signal.py``'s presets.
+
 Because the published test sets are small (Kong: ~13 events; Kim: 22), every model is also
 evaluated on an **independent test cohort** (``--extra-n`` more patients of the same preset,
 another seed) with the models trained on the published training part only. Nothing is tuned
