@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -370,6 +372,10 @@ def test_a_new_stage_two_shares_the_encoder_and_fits_its_own_cox_stage(cohorts, 
         load_model(tmp_path / "wider").with_stage_two(cohort, covariates=["age"])
     with pytest.raises(TypeError, match="not a string"):
         base.with_stage_two(cohort, covariates="age")
+    other_size = copy.copy(base)  # as if stage 1 had trained on a prepared dataset
+    other_size.image_options = {**base.image_options, "size": (20, 20)}
+    with pytest.raises(ValueError, match="images differ from those stage 1 trained on"):
+        other_size.with_stage_two(cohort, covariates=["age"])
     with pytest.raises(ValueError, match="no_such_column"):
         base.with_stage_two(cohort, covariates=["no_such_column"])
     end_to_end = ImageSurvivalModel("multiview_drr", **{**settings, "max_epochs": 1}).fit(cohort)

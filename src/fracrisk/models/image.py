@@ -720,6 +720,11 @@ num_nodes, precision, checkpoint_dir, logger, seed, progress
                 f"order (stage 1 split them into training and early-stopping rows); got "
                 f"{len(dataset)} usable rows that differ"
             )
+        if dataset.image_options != self.image_config_:
+            raise ValueError(
+                "the images differ from those stage 1 trained on (was it fitted on a prepared "
+                f"dataset?): expected {self.image_config_}, got {dataset.image_options}"
+            )
         model.skipped_images_ = list(dataset.failures)
         model.image_config_ = dataset.image_options
         model.preprocessor_ = dataset.preprocessor
