@@ -513,7 +513,7 @@ def run(args, log=print) -> dict:
 
 
 def _run_into(out: Path, final: Path, work: Path, design, args, log, start) -> dict:
-    clock = _Clock(10, log)
+    clock = _Clock(9, log)  # simulate, images, texture, tabular, 3 image models, evaluate, write
     images_root = out / "images" if args.keep_images else work / "images"
     cache = work / "cache"
     caught: list[str] = []
