@@ -183,7 +183,9 @@ def test_a_warm_cache_gives_identical_tensors_without_reading_or_rendering(
     assert first.cache_info["rendered"] == N and first.cache_info["loaded"] == N
     items = _items(first)
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    assert sum(p.suffix == ".safetensors" for p in files) == N
+    # one file of three views per row, and each view on its own
+    assert sum(p.suffix == ".safetensors" for p in (tmp_path / "drr").rglob("*")) == N
+    assert sum(p.suffix == ".safetensors" for p in (tmp_path / "drr_views").rglob("*")) == 3 * N
 
     _forbid(monkeypatch, "fracrisk.imaging.cache.render_drr", "fracrisk.imaging.io.load_ct")
     second = ImageCohortDataset(
@@ -200,10 +202,21 @@ def test_a_warm_cache_gives_identical_tensors_without_reading_or_rendering(
 def test_changing_a_render_option_renders_again(sim, tmp_path):
     ImageCohortDataset(sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32))
     other = ImageCohortDataset(
-        sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32), views=("frontal",)
+        sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32), window=(0.0, 40.0)
     )
-    assert other.cache_info["rendered"] == N
-    assert other[0][0].shape == (1, 32, 32)
+    assert other.cache_info["rendered"] == N and other.cache_info["loaded"] == N
+
+
+def test_a_subset_of_cached_views_reads_no_ct(sim, tmp_path, monkeypatch):
+    three = ImageCohortDataset(sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32))
+    _forbid(monkeypatch, "fracrisk.imaging.io.load_ct")
+    lateral = ImageCohortDataset(
+        sim, "drr", cache_dir=tmp_path, covariates=[], size=(32, 32), views=("lateral",)
+    )
+    assert lateral.cache_info["rendered"] == 0 and lateral.cache_info["loaded"] == 0
+    assert lateral[0][0].shape == (1, 32, 32)
+    for i in range(N):
+        assert torch.equal(lateral[i][0][0], three[i][0][1])  # the three-view set's channel 1
 
 
 def test_a_cone_beam_geometry_renders_cone_beam_views_and_keys_the_cache(sim, tmp_path):
@@ -483,7 +496,7 @@ def test_every_cache_file_is_written_beside_its_place_then_renamed(sim, tmp_path
         rows, "patches", covariates=[], cache_dir=cache, keypoint_columns=(), progress=False
     )
     files = sorted(p for p in cache.rglob("*") if p.is_file())
-    assert {p.parent.parent.name for p in files} == {"drr", "keypoints", "patches"}
+    assert {p.parent.parent.name for p in files} == {"drr", "drr_views", "keypoints", "patches"}
     assert files == sorted(renames)  # nothing reached the cache but by an atomic rename
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from fracrisk.imaging.drr import render_drr
 from fracrisk.imaging.patches import vertebral_patches
 from fracrisk.imaging.pipeline import (
     CutVertebralPatchesd,
-    LoadCTd,
     LoadRadiographd,
     NormaliseRadiographd,
     PersistentPipeline,
@@ -59,6 +59,34 @@ def test_the_drr_steps_give_what_load_ct_and_render_drr_give(sim):
     assert item["counts"] == {"loaded": 1, "rendered": 1}
 
 
+def test_each_view_is_cached_apart_so_a_subset_of_views_reads_no_ct(sim, tmp_path, monkeypatch):
+    path = sim.df["hip_ct_path"].iloc[0]
+    views = TensorStore(tmp_path / "views")
+    three = ("frontal", "lateral", "axial")
+    steps = drr_pipeline(ct_spacing=1.0, views=three, size=SIZE, view_store=views)
+    drr = TensorStore(tmp_path / "drr")
+    first = PersistentPipeline(steps, drr, "views").prepare(0, _item(path))
+    assert first.error is None and first.counts == {"loaded": 1, "rendered": 1}
+    full = drr.get(Path(first.file).stem, "views")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("every view is cached: the CT must not be read")
+
+    monkeypatch.setattr(io, "load_ct", no_reading)
+    for channels in (("lateral",), ("axial", "frontal")):
+        steps = drr_pipeline(ct_spacing=1.0, views=channels, size=SIZE, view_store=views)
+        store = TensorStore(tmp_path / f"drr-{len(channels)}")
+        result = PersistentPipeline(steps, store, "views").prepare(0, _item(path))
+        assert result.error is None and result.counts == {}  # nothing read, nothing rendered
+        image = store.get(Path(result.file).stem, "views")
+        expected = full[[three.index(v) for v in channels]]
+        assert torch.equal(image, expected)  # the same pixels as the three-view render
+    # Another option (here the CT spacing) is another view: it is rendered, so read.
+    steps = drr_pipeline(ct_spacing=2.0, views=("lateral",), size=SIZE, view_store=views)
+    with pytest.raises(AssertionError, match="must not be read"):
+        steps[0](_item(path))
+
+
 def test_the_patch_steps_cut_the_normalised_radiograph_at_the_tables_corners(sim):
     path = sim.df["spine_xray_path"].iloc[0]
     corners = _keypoints(sim, 0)
@@ -96,7 +124,7 @@ def test_the_cache_stops_at_the_first_random_transform(sim, tmp_path):
     rotate, ensure = RandRotate(max_degrees=10.0), EnsureFloat32()
     steps = [*drr_pipeline(ct_spacing=1.0, views=("frontal",), size=SIZE), rotate, ensure]
     pipeline = PersistentPipeline(steps, TensorStore(tmp_path), "views")
-    assert [type(s) for s in pipeline.head] == [LoadCTd, RenderDRRd]
+    assert [type(s) for s in pipeline.head] == [RenderDRRd]
     assert pipeline.tail == [rotate, ensure]
     prepared = pipeline.prepare(0, _item(path))
     cached = TensorStore(tmp_path).get(

@@ -19,7 +19,7 @@ A thin composition
 The dataset is three parts and the table's rows:
 
 * a **pipeline** of dictionary transforms (:mod:`fracrisk.imaging.pipeline`): for a CT
-  ``LoadCTd -> RenderDRRd`` (DRRs) or ``LoadCTd -> ResizeVolumed`` (volume); for a
+  ``RenderDRRd`` (DRRs; it reads the CT itself) or ``LoadCTd -> ResizeVolumed`` (volume); for a
   radiograph ``DetectKeypointsd -> LoadRadiographd -> NormaliseRadiographd ->
   CutVertebralPatchesd``; then the random tail (``transform``);
 * a **store** (:class:`fracrisk.imaging.store.TensorStore`) holding the pipeline's output
@@ -47,7 +47,10 @@ atomically, found by a SHA-256 key of
 
 The key is known before any image is read, so a warm cache reads no CT. Detected keypoints
 are cached apart from the patches: changing the patch size does not re-run the detector.
-Layout: ``cache_dir/drr``, ``cache_dir/patches`` and ``cache_dir/keypoints``.
+Each DRR view is also cached on its own: a dataset of some of the views already rendered
+(a single-view model after a three-view one) reads no CT either.
+Layout: ``cache_dir/drr``, ``cache_dir/drr_views``, ``cache_dir/patches`` and
+``cache_dir/keypoints``.
 
 Outcome
 -------
@@ -495,6 +498,7 @@ class ImageCohortDataset(Dataset):
                 size=self.size,
                 window=self.window,
                 render_options=self.render_options,
+                view_store=TensorStore(None if root is None else root / "drr_views"),
             )
         else:
             steps = patch_pipeline(

@@ -16,7 +16,7 @@ item in ``__call__``):
 step                              reads                       writes
 ================================  ==========================  =======================
 :class:`LoadCTd`                  ``path``                    ``ct`` (CTVolume)
-:class:`RenderDRRd`               ``ct``                      ``image`` (V, H, W)
+:class:`RenderDRRd`               ``path``                    ``image`` (V, H, W)
 :class:`ResizeVolumed`            ``ct``                      ``image`` (1, D, H, W)
 :class:`DetectKeypointsd`         ``path``, ``keypoints``     ``keypoints``
 :class:`LoadRadiographd`          ``path``                    ``radiograph``
@@ -38,7 +38,8 @@ such as the keypoints). A warm store therefore reads no image. The random tail
 (augmentation, :mod:`fracrisk.imaging.transforms`) is applied to the cached tensor each
 time an item is read (:meth:`PersistentPipeline.augment`). Steps that are expensive on their
 own can keep their own store too: the keypoint detector's corners are cached apart from
-the patches, so changing the patch size does not run the detector again.
+the patches, so changing the patch size does not run the detector again, and each DRR view
+is cached apart from the others, so a dataset of one view after one of three reads no CT.
 
 Counts
 ------
@@ -182,7 +183,13 @@ def render_key_options(options: dict) -> dict:
 
 
 class RenderDRRd(MapTransform):
-    """``ct`` -> ``image``: float32 ``(V, H, W)`` DRR views (:func:`~fracrisk.imaging.render_drr`).
+    """``path`` -> ``image``: float32 ``(V, H, W)`` DRR views of the CT (:func:`~.render_drr`).
+
+    Each view is rendered on its own (:func:`~fracrisk.imaging.render_drr` projects the
+    views independently), so each can be kept on its own: with a ``store`` on disk, a view
+    found there is read back, and the CT is read (:func:`~.io.load_ct`) only when a view is
+    missing. A dataset of one view after a dataset of all three (Kim's single-view
+    ablations) then reads no CT. Reading a CT costs about ten times rendering it.
 
     Parameters
     ----------
@@ -194,34 +201,79 @@ class RenderDRRd(MapTransform):
         Line-integral window mapped to [0, 1]; None keeps physical line integrals.
     render_options : dict, optional
         Further :func:`~fracrisk.imaging.render_drr` arguments (the beam geometry, ...).
+    ct_spacing : float or None, default 1.0
+        Isotropic voxel size (mm) the CT is resampled to before rendering; None keeps the
+        file's grid.
+    store : TensorStore, optional
+        Where single views are kept, keyed by the file identity, the view and every option
+        above. Default: none (every view is rendered).
     """
 
     counter = "rendered"
 
-    def __init__(self, views, size, window=None, render_options: dict | None = None) -> None:
+    def __init__(
+        self,
+        views,
+        size,
+        window=None,
+        render_options: dict | None = None,
+        *,
+        ct_spacing: float | None = 1.0,
+        store: TensorStore | None = None,
+    ) -> None:
         self.views = tuple(views)
         self.size = tuple(size)
         self.window = window
         self.render_options = dict(render_options or {})
+        self.ct_spacing = ct_spacing
+        self.store = store
 
     def _options(self) -> dict:
-        return {
-            "views": self.views,
-            "size": self.size,
-            "window": self.window,
-            **self.render_options,
-        }
+        return {"size": self.size, "window": self.window, **self.render_options}
 
     def key_options(self) -> dict:
         """The settings that change the output (plain JSON)."""
-        return {"render": render_key_options(self._options())}
+        render = render_key_options({"views": self.views, **self._options()})
+        return {"ct_spacing": self.ct_spacing, "render": render}
+
+    def view_key(self, item: dict, view: str) -> str:
+        """The store key of one view of ``item``'s CT (needs ``item["identity"]``)."""
+        return content_key(
+            "drr_view",
+            file=item["identity"],
+            view=view,
+            ct_spacing=self.ct_spacing,
+            render=render_key_options(self._options()),
+        )
 
     def __call__(self, item: dict) -> dict:
         """Run the step on ``item`` (see the class docstring); returns the item."""
-        ct = item.pop("ct")
-        views = render_drr(ct.volume_hu, ct.spacing, **self._options())
-        item["image"] = views.detach().cpu().to(torch.float32).contiguous()
-        self._count(item)
+        store = self.store if self.store is not None and self.store.on_disk else None
+        found: dict[str, torch.Tensor] = {}
+        if store is not None:
+            if "identity" not in item:
+                item["identity"] = file_identity(
+                    item["path"],
+                    item.get("source", str(item["path"])),
+                    item.get("identity_mode", "content"),
+                )
+            for view in self.views:
+                cached = store.get(self.view_key(item, view), "view", shape=self.size)
+                if cached is not None:
+                    found[view] = cached
+        missing = [view for view in self.views if view not in found]
+        if missing:
+            ct = _io.load_ct(item["path"], spacing=self.ct_spacing)
+            counts = item.setdefault("counts", {})
+            counts["loaded"] = counts.get("loaded", 0) + 1
+            images = render_drr(ct.volume_hu, ct.spacing, views=missing, **self._options())
+            images = images.detach().cpu().to(torch.float32)
+            for view, image in zip(missing, images, strict=True):
+                found[view] = image.contiguous()
+                if store is not None:
+                    store.put(self.view_key(item, view), "view", found[view])
+            self._count(item)
+        item["image"] = torch.stack([found[view] for view in self.views]).contiguous()
         return item
 
 
@@ -541,10 +593,18 @@ def apply_transform(
 
 
 def drr_pipeline(
-    *, ct_spacing, views, size, window=None, render_options=None
+    *,
+    ct_spacing,
+    views,
+    size,
+    window=None,
+    render_options=None,
+    view_store: TensorStore | None = None,
 ) -> list[MapTransform]:
-    """Hip CT steps: :class:`LoadCTd` then :class:`RenderDRRd`."""
-    return [LoadCTd(ct_spacing), RenderDRRd(views, size, window, render_options)]
+    """Hip CT steps: :class:`RenderDRRd`, which reads the CT for the views ``view_store`` lacks."""
+    return [
+        RenderDRRd(views, size, window, render_options, ct_spacing=ct_spacing, store=view_store)
+    ]
 
 
 def volume_pipeline(*, ct_spacing, size, window=None) -> list[MapTransform]:

@@ -150,7 +150,8 @@ def load_unlabelled_images(
     root = None if cache_dir is None else Path(cache_dir)
     store = TensorStore(None if root is None else root / kind)
     if kind == "drr":
-        steps = drr_pipeline(ct_spacing=1.0, views=tuple(views), size=size)
+        views_store = TensorStore(None if root is None else root / "drr_views")
+        steps = drr_pipeline(ct_spacing=1.0, views=tuple(views), size=size, view_store=views_store)
         name = "views"
     else:
         keypoints = TensorStore(None if root is None else root / "keypoints")
